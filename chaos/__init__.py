@@ -1,0 +1,1 @@
+"""Chaos engineering: the DC/integration simulator, fault injection, drills under load."""

@@ -1,0 +1,1 @@
+"""Order routing, ETA, circuit breakers, dispatch to DCs and reroute: pure logic over the domain."""

@@ -1,0 +1,1 @@
+"""Runbooks as code and the engine that runs them (later issues)."""
