@@ -217,4 +217,3 @@ class InvalidInput(DomainError):
     def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
-

@@ -135,7 +135,9 @@ def _cross_check(w: WorldIn) -> list[FieldError]:
                 errors.append(FieldError(f"sites[{i}].depends_on[{j}]", f"unknown integration {d!r}"))
     for i, integ in enumerate(w.integrations):
         if integ.fallback is not None and integ.fallback not in integrations:
-            errors.append(FieldError(f"integrations[{i}].fallback", f"unknown integration {integ.fallback!r}"))
+            errors.append(
+                FieldError(f"integrations[{i}].fallback", f"unknown integration {integ.fallback!r}")
+            )
     for site, per_sku in w.stock.items():
         if site not in sites:
             errors.append(FieldError(f"stock.{site}", f"unknown site {site!r}"))
@@ -182,7 +184,9 @@ def _to_domain(w: WorldIn) -> World:
     return World(
         name=w.name,
         regions=tuple(
-            Region(r.code, r.name, GeoPoint(r.centroid.lat, r.centroid.lon), r.demand_share, r.max_transit_hours)
+            Region(
+                r.code, r.name, GeoPoint(r.centroid.lat, r.centroid.lon), r.demand_share, r.max_transit_hours
+            )
             for r in w.regions
         ),
         sites=tuple(

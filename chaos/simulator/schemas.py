@@ -1,0 +1,105 @@
+"""Pydantic models for everything the simulator's HTTP ports read or write."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from chaos.simulator.faults import Fault, FieldError
+from chaos.simulator.ledger import LedgerEntry, OrderStatus
+from chaos.simulator.state import TargetState
+from chaos.simulator.targets import TargetKind
+
+
+class OrderIn(BaseModel):
+    """An order as POSTed to a DC; fields beyond `order_id` are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order_id: StrictStr = Field(min_length=1, max_length=200)
+
+    def payload(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OrderReceipt(BaseModel):
+    order_id: str
+    dc_ref: str
+    status: OrderStatus
+
+
+class OrderView(BaseModel):
+    """One ledger entry as the DC sees it."""
+
+    order_id: str
+    dc_ref: str
+    status: OrderStatus
+    received_at: datetime
+    posts: int
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> OrderView:
+        return cls(
+            order_id=entry.order_id,
+            dc_ref=entry.dc_ref,
+            status=entry.status,
+            received_at=entry.received_at,
+            posts=entry.posts,
+            payload=entry.payload,
+        )
+
+
+class LedgerView(BaseModel):
+    target: str
+    orders: list[OrderView]
+
+
+class DcHealth(BaseModel):
+    status: Literal["ok"] = "ok"
+    backlog: int
+    capacity_per_hour: int
+
+
+class IntegrationHealth(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class StatsView(BaseModel):
+    """Requests received per route, counted on arrival (before any fault), `/_sim/` excluded."""
+
+    target: str
+    requests: dict[str, int]
+
+
+class TargetView(BaseModel):
+    name: str
+    kind: TargetKind
+    port: int
+    capacity_per_hour: int
+    fault: Fault = Field(discriminator="mode")
+    listening: bool
+
+    @classmethod
+    def of(cls, state: TargetState, listening: bool) -> TargetView:
+        return cls(
+            name=state.target.name,
+            kind=state.target.kind,
+            port=state.target.port,
+            capacity_per_hour=state.target.capacity_per_hour,
+            fault=state.fault,
+            listening=listening,
+        )
+
+
+class TargetsView(BaseModel):
+    targets: list[TargetView]
+
+
+class Problem(BaseModel):
+    """Error body: what went wrong and, for validation, which fields."""
+
+    detail: str
+    errors: list[FieldError] | None = None

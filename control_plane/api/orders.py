@@ -1,0 +1,105 @@
+"""`/v1/orders`: take orders (idempotent on channel + external_id) and show them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from control_plane.api.deps import Ctx, Ingest, SessionDep, Viewer
+from control_plane.api.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
+from control_plane.domain import NotFound, OrderStatus
+from control_plane.orderflow.validate import check_against_world
+from control_plane.store import orders as repo
+from control_plane.store.tables import OrderRow
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+def order_out(session: SessionDep, order_id: str) -> OrderOut:
+    row = repo.get_order(session, order_id)
+    if row is None:
+        raise NotFound(f"no order {order_id!r}")
+    return OrderOut(
+        id=row.id,
+        channel=row.channel,
+        external_id=row.external_id,
+        status=row.status,
+        site=row.site,
+        dc_ref=row.dc_ref,
+        eta=row.eta,
+        placed_at=row.placed_at,
+        promised_by=row.promised_by,
+        delayed=row.eta is not None and row.eta > row.promised_by,
+        total=row.total,
+        customer_id=row.customer_id,
+        ship_region=row.ship_region,
+        lines=[
+            LineOut(sku=li.sku, qty=li.qty, unit_price=li.unit_price)
+            for li in repo.order_lines(session, row.id)
+        ],
+        attempts=[
+            AttemptOut(at=a.at, site=a.site, outcome=a.outcome, reason=a.reason, latency_ms=a.latency_ms)
+            for a in repo.attempts(session, row.id)
+        ],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"description": "a repeat of an order already taken: its current state, nothing dispatched"},
+        202: {"description": "stored and held: no DC can take it now; it is retried"},
+        413: {"description": "body over the size limit"},
+        422: {"description": "invalid order (problem+json naming the field)"},
+    },
+)
+def post_order(body: OrderIn, ctx: Ctx, _: Ingest, response: Response) -> OrderOut:
+    req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
+    check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
+    result = ctx.pipeline.submit(req)
+    with ctx.sessions() as s:
+        out = order_out(s, result.order_id)
+    if not result.created:
+        response.status_code = 200
+    elif out.status == OrderStatus.HELD.value:
+        response.status_code = 202
+    response.headers["Location"] = f"/v1/orders/{out.id}"
+    return out
+
+
+@router.get("/{order_id}")
+def get_order(order_id: str, session: SessionDep, _: Viewer) -> OrderOut:
+    return order_out(session, order_id)
+
+
+@router.get("")
+def list_orders(
+    session: SessionDep,
+    _: Viewer,
+    status: Annotated[OrderStatus | None, Query()] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OrderSummary]:
+    stmt = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(OrderRow.status == status.value)
+    if site is not None:
+        stmt = stmt.where(OrderRow.site == site)
+    return [
+        OrderSummary(
+            id=r.id,
+            channel=r.channel,
+            external_id=r.external_id,
+            status=r.status,
+            site=r.site,
+            eta=r.eta,
+            promised_by=r.promised_by,
+            updated_at=r.updated_at,
+        )
+        for r in session.scalars(stmt)
+    ]

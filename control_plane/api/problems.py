@@ -1,0 +1,83 @@
+"""RFC 9457 problem+json: the one place where errors become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from control_plane.domain import Conflict, DomainError, InvalidInput, NotFound
+
+log = logging.getLogger("drctl.api")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _loc_path(loc: tuple[Any, ...]) -> str:
+    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
+    path = ""
+    for p in parts:
+        path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
+    return path or "(body)"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        broken = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if broken:
+            where = broken[0]["loc"][-1]
+            detail = f"the request body is not valid JSON (error at character {where})"
+            return problem(400, "Malformed JSON", detail, errors=[{"path": "(body)", "message": detail}])
+        errors = [{"path": _loc_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"path": "", "message": ""}
+        detail = f"{first['path']}: {first['message']}" + (
+            f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        )
+        return problem(422, "Invalid input", detail, errors=errors)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        errors = [{"path": e.path, "message": e.message} for e in exc.errors]
+        return problem(422, exc.title, str(exc), errors=errors)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, exc.title, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return problem(
+            409, exc.title, str(exc), rule=exc.rule, **({"details": exc.details} if exc.details else {})
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return problem(400, exc.title, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Too large",
+        }
+        resp = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "the server failed; the error is logged")

@@ -1,0 +1,84 @@
+"""App wiring: `create_app(settings)` builds the FastAPI app and everything it owns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+
+from control_plane.api import orders, problems, sites
+from control_plane.api.body_limit import BodyLimitMiddleware
+from control_plane.api.deps import TokenCache
+from control_plane.background import BackgroundLoop
+from control_plane.context import AppContext, build_context, utcnow
+from control_plane.logs import configure_logging
+from control_plane.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    settings = settings or Settings()
+    ctx = build_context(settings, registry, clock)
+    loop = BackgroundLoop(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.background_jobs:
+            loop.start()
+        try:
+            yield
+        finally:
+            if settings.background_jobs:
+                loop.stop()
+            ctx.close()
+
+    app = FastAPI(
+        title="drctl control plane",
+        version="0.1.0",
+        description="Routes orders to DCs through circuit breakers, reroutes on failure, loses nothing.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.background = loop
+    app.state.token_cache = TokenCache()
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(orders.router)
+    app.include_router(sites.router)
+    _ops_routes(app, ctx)
+    return app
+
+
+def _ops_routes(app: FastAPI, ctx: AppContext) -> None:
+    # served at the exact path: a mounted ASGI sub-app would redirect /metrics -> /metrics/ (DESIGN §12)
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        try:
+            with ctx.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and worker processes: settings from DRCTL_* variables."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

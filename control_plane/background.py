@@ -1,0 +1,78 @@
+"""The control plane's periodic work: retry held orders, deliver DC cancels, refresh gauges.
+
+Runs in one thread per process. Claims use SKIP LOCKED on PostgreSQL, so several replicas can run
+it side by side without taking the same order twice (leader-only jobs come with the scheduler).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from control_plane.context import AppContext
+from control_plane.metrics import HEALTH_VALUE
+from control_plane.store import orders as repo
+from control_plane.store.tables import BreakerEventRow
+
+log = logging.getLogger("drctl.background")
+
+
+class BackgroundLoop:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drctl-background", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        interval = self._ctx.settings.retry_interval_s
+        while not self._stop.wait(interval):
+            self.tick()
+
+    def tick(self) -> None:
+        """One pass of every job; a failing job is logged and never stops the others."""
+        for job in (
+            self._store_breaker_changes,
+            self._retry_orders,
+            self._send_cancels,
+            self._refresh_gauges,
+        ):
+            try:
+                job()
+            except Exception:
+                log.exception("background job %s failed", job.__name__)
+
+    def _retry_orders(self) -> None:
+        self._ctx.pipeline.redispatch_due()
+
+    def _send_cancels(self) -> None:
+        self._ctx.cancels.process_due()
+
+    def _store_breaker_changes(self) -> None:
+        changes = []
+        while not self._ctx.breaker_changes.empty():
+            changes.append(self._ctx.breaker_changes.get_nowait())
+        if not changes:
+            return
+        with self._ctx.sessions.begin() as s:
+            s.add_all(
+                BreakerEventRow(breaker=c.breaker, from_state=c.old.value, to_state=c.new.value, at=c.at)
+                for c in changes
+            )
+
+    def _refresh_gauges(self) -> None:
+        m = self._ctx.metrics
+        with self._ctx.sessions() as s:
+            m.orders_held.set(repo.held_count(s))
+        for st in self._ctx.sites.snapshot():
+            code = st.site.code
+            m.site_accepting.labels(code).set(1 if st.accepting else 0)
+            m.site_health.labels(code).set(HEALTH_VALUE[st.health.value])
+            m.site_load_ratio.labels(code).set(st.load_ratio)
+            m.breaker_state.labels(code).set(st.breaker.metric_value)

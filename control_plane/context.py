@@ -1,0 +1,136 @@
+"""Build every long-lived part of a control plane from its settings (no module-level state)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pybreaker
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.domain import BreakerState
+from control_plane.metrics import Metrics
+from control_plane.orderflow.cancels import CancelConfig, CancelOutbox
+from control_plane.orderflow.pipeline import OrderPipeline, PipelineConfig
+from control_plane.settings import Settings
+from control_plane.site_state import SiteStateCache
+from control_plane.store.db import make_engine, make_session_factory
+from control_plane.wms_client import HttpDcClient
+from failover.breakers import BreakerBoard, BreakerPolicy, StorageFactory
+from failover.eta import EtaModel
+
+log = logging.getLogger("drctl.breakers")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChange:
+    breaker: str
+    old: BreakerState
+    new: BreakerState
+    at: datetime
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    metrics: Metrics
+    board: BreakerBoard
+    client: HttpDcClient
+    sites: SiteStateCache
+    pipeline: OrderPipeline
+    cancels: CancelOutbox
+    eta: EtaModel
+    clock: Callable[[], datetime]
+    # breaker transitions are noted under the breaker's lock and stored later by the background loop
+    breaker_changes: queue.SimpleQueue[BreakerChange] = field(default_factory=queue.SimpleQueue)
+
+    def close(self) -> None:
+        self.client.close()
+        self.engine.dispose()
+
+
+def redis_storage_factory(url: str) -> StorageFactory:
+    import redis
+
+    conn = redis.Redis.from_url(url)
+
+    def factory(name: str) -> pybreaker.CircuitBreakerStorage:
+        return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, conn, namespace=f"drctl:{name}")
+
+    return factory
+
+
+def build_context(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> AppContext:
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    sessions = make_session_factory(engine)
+    metrics = Metrics(registry or CollectorRegistry())
+    changes: queue.SimpleQueue[BreakerChange] = queue.SimpleQueue()
+
+    def on_breaker_change(name: str, old: BreakerState, new: BreakerState) -> None:
+        metrics.breaker_state.labels(name).set(new.metric_value)
+        log.warning(
+            "breaker %s: %s -> %s", name, old.value, new.value, extra={"breaker": name, "to": new.value}
+        )
+        changes.put(BreakerChange(name, old, new, clock()))
+
+    policy = BreakerPolicy(
+        fail_max=settings.breaker_fail_max,
+        reset_timeout_s=settings.breaker_reset_timeout_s,
+        success_threshold=settings.breaker_success_threshold,
+    )
+    storage = redis_storage_factory(settings.redis_url) if settings.redis_url else None
+    board = BreakerBoard(policy, storage, on_breaker_change)
+    client = HttpDcClient(
+        settings.dc_connect_timeout_s,
+        settings.dc_read_timeout_s,
+        settings.dc_cancel_timeout_s,
+        max_connections=settings.dc_pool_per_site * 8,
+    )
+    sites = SiteStateCache(sessions, board, settings.state_refresh_s, clock)
+    eta = EtaModel(settings.eta_base_hours, settings.eta_km_per_hour)
+    pipeline = OrderPipeline(
+        sessions,
+        sites,
+        board,
+        client,
+        metrics,
+        eta,
+        PipelineConfig(
+            dispatch_lease_s=settings.dispatch_lease_s,
+            backoff_base_s=settings.retry_backoff_base_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+            retry_batch=settings.retry_batch,
+        ),
+        clock,
+    )
+    cancels = CancelOutbox(
+        sessions,
+        sites,
+        client,
+        CancelConfig(
+            settle_s=settings.cancel_settle_s,
+            timeout_s=settings.dc_cancel_timeout_s,
+            backoff_base_s=settings.retry_backoff_base_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+            batch=settings.retry_batch,
+        ),
+        clock,
+    )
+    return AppContext(
+        settings, engine, sessions, metrics, board, client, sites, pipeline, cancels, eta, clock, changes
+    )

@@ -1,0 +1,84 @@
+"""Prometheus metrics of DESIGN §10, built on a registry handed in (tests get a fresh one).
+
+With several worker processes set PROMETHEUS_MULTIPROC_DIR: counters and histograms are then
+merged across workers by prometheus-client's multiprocess collector, and gauges use the `max`
+mode (every worker sees the same shared state, so the max is the truth).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        mp = multiprocess_enabled()
+        gauge_mode = {"multiprocess_mode": "max"} if mp else {}
+        # In multiprocess mode metrics must not be registered on the scrape registry itself.
+        reg = None if mp else registry
+        if mp:
+            MultiProcessCollector(registry)
+        self.orders_received = Counter(
+            "drctl_orders_received_total", "Orders taken at intake", ["channel"], registry=reg
+        )
+        self.orders_routed = Counter(
+            "drctl_orders_routed_total",
+            "Orders a DC accepted, by site and why",
+            ["site", "reason"],
+            registry=reg,
+        )
+        self.orders_rerouted = Counter(
+            "drctl_orders_rerouted_total",
+            "Orders moved from one DC to another",
+            ["from_site", "to_site"],
+            registry=reg,
+        )
+        self.orders_held = Gauge(
+            "drctl_orders_held", "Orders no DC could take yet", registry=reg, **gauge_mode
+        )
+        self.routing_seconds = Histogram(
+            "drctl_routing_seconds",
+            "Time to route and reserve an order",
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.dispatch_seconds = Histogram(
+            "drctl_dispatch_seconds",
+            "Time of one DC order call",
+            ["site"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.breaker_state = Gauge(
+            "drctl_breaker_state", "0 closed, 1 half-open, 2 open", ["breaker"], registry=reg, **gauge_mode
+        )
+        self.site_health = Gauge(
+            "drctl_site_health",
+            "1 healthy, 0.5 degraded, 0 down, -1 unknown",
+            ["site"],
+            registry=reg,
+            **gauge_mode,
+        )
+        self.site_accepting = Gauge(
+            "drctl_site_accepting", "1 when routing may send orders", ["site"], registry=reg, **gauge_mode
+        )
+        self.site_load_ratio = Gauge(
+            "drctl_site_load_ratio",
+            "Orders routed this hour / hourly capacity",
+            ["site"],
+            registry=reg,
+            **gauge_mode,
+        )
+
+
+HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5, "down": 0.0, "unknown": -1.0}

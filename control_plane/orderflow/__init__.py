@@ -1,0 +1,1 @@
+"""The order path wiring: intake, dispatch chain, retry loop and DC cancel outbox."""

@@ -1,0 +1,308 @@
+"""The order path: take an order, route it, reserve stock, dispatch it through breakers, reroute.
+
+Why several commits per order: the order, its routing decision and its stock reservation commit
+together *before* the DC is called, so a crash between commit and DC call leaves a `routed`
+order whose dispatch lease runs out and that the retry loop re-posts (DCs are idempotent on
+order_id). Each DC answer is then recorded in its own short transaction. No transaction is held
+open across a network call.
+
+Never lost, never twice: an order no DC takes is `held` (kept, retried with backoff). When a call
+failed in a way that may still have reached the DC (timeout, 5xx, broken connection) and the order
+moves on, a cancel for that DC is queued in the same transaction (`dc_cancels`, an outbox), and the
+order is never routed back to a DC while a cancel for it is pending there.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.domain import (
+    AttemptOutcome,
+    BreakerState,
+    Customer,
+    OrderLine,
+    OrderRequest,
+    OrderStatus,
+    ShipTo,
+)
+from control_plane.metrics import Metrics
+from control_plane.site_state import SiteStateCache
+from control_plane.store import orders as repo
+from control_plane.store.tables import OrderRow
+from failover.backoff import retry_delay_s
+from failover.breakers import BreakerBoard
+from failover.dispatch import DcClient, dispatch_once
+from failover.eta import EtaModel
+from failover.routing import Candidate, rank_candidates
+
+log = logging.getLogger("drctl.orders")
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    dispatch_lease_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+    retry_batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    order_id: str
+    created: bool  # False: a repeat of an order we already had; nothing was dispatched
+
+
+def order_payload(order_id: str, row: OrderRow, lines: Sequence[OrderLine]) -> dict[str, Any]:
+    """The body of `POST {wms_url}/orders` (DESIGN §4)."""
+    return {
+        "order_id": order_id,
+        "channel": row.channel,
+        "external_id": row.external_id,
+        "promised_by": row.promised_by.isoformat(),
+        "ship_to": {
+            "region": row.ship_region,
+            "postal_code": row.ship_postal_code,
+            "lat": row.ship_lat,
+            "lon": row.ship_lon,
+        },
+        "lines": [{"sku": li.sku, "qty": li.qty} for li in lines],
+    }
+
+
+class OrderPipeline:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        sites: SiteStateCache,
+        board: BreakerBoard,
+        client: DcClient,
+        metrics: Metrics,
+        eta: EtaModel,
+        config: PipelineConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._sites = sites
+        self._board = board
+        self._client = client
+        self._metrics = metrics
+        self._eta = eta
+        self._cfg = config
+        self._clock = clock
+        self._rnd = random.Random()
+
+    # --- intake ---
+
+    def submit(self, req: OrderRequest) -> SubmitResult:
+        """Store, route and dispatch one order; a repeat of (channel, external_id) does nothing."""
+        with self._sessions() as s:
+            existing = repo.find_by_key(s, req.channel, req.external_id)
+            if existing is not None:
+                return SubmitResult(existing.id, created=False)
+        order_id = str(uuid.uuid4())
+        now = self._clock()
+        try:
+            with self._metrics.routing_seconds.time(), self._sessions.begin() as s:
+                first, rest = self._route_new(s, order_id, req, now)
+        except IntegrityError:
+            # the same key raced us to the insert: answer with the winner's order
+            with self._sessions() as s:
+                winner = repo.find_by_key(s, req.channel, req.external_id)
+            if winner is None:
+                raise
+            return SubmitResult(winner.id, created=False)
+        self._metrics.orders_received.labels(req.channel).inc()
+        if first is not None:
+            self._dispatch_chain(order_id, first, rest, list(req.lines))
+        return SubmitResult(order_id, created=True)
+
+    def _route_new(
+        self, s: Session, order_id: str, req: OrderRequest, now: datetime
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        stock = repo.available_stock(s, (li.sku for li in req.lines))
+        decision = rank_candidates(req, self._sites.snapshot(), stock, now, self._eta)
+        first, rest, lost = self._reserve_first(s, decision.candidates, list(req.lines))
+        lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+        if first is None:
+            row = repo.insert_order(
+                s, order_id, req, OrderStatus.HELD, None, None, now, self._held_until(now, 1)
+            )
+            s.flush()
+            repo.add_attempt(s, order_id, None, "held", f"no DC can take it: {decision.summary()}", now)
+            row.attempts_count = 1
+        else:
+            repo.insert_order(s, order_id, req, OrderStatus.ROUTED, first.site, first.eta, now, lease)
+            s.flush()
+            self._sites.note_routed(first.site)
+        for site in lost:
+            repo.add_attempt(
+                s, order_id, site, AttemptOutcome.NO_STOCK, "stock taken by a concurrent order", now
+            )
+        return first, rest
+
+    def _reserve_first(
+        self, s: Session, candidates: Sequence[Candidate], lines: list[OrderLine]
+    ) -> tuple[Candidate | None, list[Candidate], list[str]]:
+        """Reserve at the best candidate that still has the stock; return it and the rest."""
+        lost: list[str] = []
+        for i, cand in enumerate(candidates):
+            if repo.reserve(s, cand.site, lines):
+                return cand, list(candidates[i + 1 :]), lost
+            lost.append(cand.site)
+        return None, [], lost
+
+    def _held_until(self, now: datetime, attempts: int) -> datetime:
+        delay = retry_delay_s(attempts, self._cfg.backoff_base_s, self._cfg.backoff_max_s, self._rnd)
+        return now + timedelta(seconds=delay)
+
+    # --- dispatch, reroute, hold ---
+
+    def _dispatch_chain(
+        self,
+        order_id: str,
+        first: Candidate,
+        rest: list[Candidate],
+        lines: list[OrderLine],
+        origin: str | None = None,
+    ) -> None:
+        """Offer the order to `first`, then to each of `rest`, until a DC takes it or it is held."""
+        current: Candidate | None = first
+        origin = origin or first.site
+        while current is not None:
+            with self._sessions() as s:
+                row = repo.get_order(s, order_id)
+                assert row is not None
+                payload = order_payload(order_id, row, lines)
+            site = self._sites.site(current.site)
+            result = dispatch_once(self._board, self._client, site, payload)
+            if result.latency_ms is not None:
+                self._metrics.dispatch_seconds.labels(site.code).observe(result.latency_ms / 1000)
+            now = self._clock()
+            with self._sessions.begin() as s:
+                row = repo.get_order(s, order_id, for_update=True)
+                assert row is not None
+                repo.add_attempt(
+                    s, order_id, site.code, result.outcome, result.reason, now, result.latency_ms
+                )
+                row.attempts_count += 1
+                row.updated_at = now
+                if result.outcome is AttemptOutcome.ACCEPTED:
+                    row.status, row.dc_ref, row.next_attempt_at = (
+                        OrderStatus.ACCEPTED.value,
+                        result.dc_ref,
+                        None,
+                    )
+                    reason = "primary" if site.code == origin else "rerouted"
+                    self._metrics.orders_routed.labels(site.code, reason).inc()
+                    if site.code != origin:
+                        self._metrics.orders_rerouted.labels(origin, site.code).inc()
+                    return
+                repo.release(s, site.code, lines)
+                if result.needs_cancel:
+                    repo.add_cancel(s, order_id, site.code, f"left after: {result.reason}", now)
+                current, rest, lost = self._next_candidate(s, rest, lines)
+                for lost_site in lost:
+                    repo.add_attempt(
+                        s, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                    )
+                if current is None:
+                    row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
+                    row.next_attempt_at = self._held_until(now, row.attempts_count)
+                    repo.add_attempt(s, order_id, None, "held", "every candidate DC failed or refused", now)
+                    log.warning("order held", extra={"order_id": order_id, "last_site": site.code})
+                else:
+                    row.status, row.site, row.eta = OrderStatus.ROUTED.value, current.site, current.eta
+                    row.routed_at = now
+                    row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+                    self._sites.note_routed(current.site)
+
+    def _next_candidate(
+        self, s: Session, rest: list[Candidate], lines: list[OrderLine]
+    ) -> tuple[Candidate | None, list[Candidate], list[str]]:
+        # skip candidates whose breaker opened since the order was ranked: no point reserving there
+        open_now = [c for c in rest if self._board.get(c.site).state is not BreakerState.OPEN]
+        return self._reserve_first(s, open_now, lines)
+
+    # --- the retry loop: held orders, and routed orders whose dispatch lease ran out ---
+
+    def redispatch_due(self) -> int:
+        """Claim due orders and try them again; return how many were tried."""
+        now = self._clock()
+        lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+        with self._sessions.begin() as s:
+            rows = repo.claim_due_orders(s, now, self._cfg.retry_batch)
+            due = [(r.id, r.status, r.site) for r in rows]
+            for r in rows:
+                r.next_attempt_at = lease  # our lease: other replicas skip it until then
+        for order_id, status, site in due:
+            try:
+                self._retry(order_id, status, site)
+            except Exception:
+                log.exception("retry of an order failed; it stays due", extra={"order_id": order_id})
+        return len(due)
+
+    def _retry(self, order_id: str, status: str, site: str | None) -> None:
+        now = self._clock()
+        with self._sessions.begin() as s:
+            row = repo.get_order(s, order_id, for_update=True)
+            if row is None or row.status != status:
+                return  # someone else moved it meanwhile
+            lines = repo.order_lines(s, order_id)
+            avoid = repo.pending_cancel_sites(s, order_id)
+            req = _request_from_row(row, lines)
+            stock = repo.available_stock(s, (li.sku for li in lines))
+            decision = rank_candidates(req, self._sites.snapshot(), stock, now, self._eta, avoid=avoid)
+            if status == OrderStatus.ROUTED.value and site is not None:
+                # a dispatch that never finished (crash, lost answer): re-post to the same DC first,
+                # it is idempotent on order_id; the reservation there is still held
+                first = Candidate(site, row.eta or now, False, 0.0)
+                rest = [c for c in decision.candidates if c.site != site]
+                origin = site
+            else:
+                first_c, rest, lost = self._reserve_first(s, decision.candidates, lines)
+                for lost_site in lost:
+                    repo.add_attempt(
+                        s, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                    )
+                if first_c is None:
+                    row.attempts_count += 1
+                    row.next_attempt_at = self._held_until(now, row.attempts_count)
+                    return
+                first, origin = first_c, None
+                row.status, row.site, row.eta, row.routed_at = (
+                    OrderStatus.ROUTED.value,
+                    first.site,
+                    first.eta,
+                    now,
+                )
+                row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+                self._sites.note_routed(first.site)
+        self._dispatch_chain(order_id, first, rest, lines, origin=origin or first.site)
+
+
+def _request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
+    return OrderRequest(
+        channel=row.channel,
+        external_id=row.external_id,
+        customer=Customer(
+            row.customer_id,
+            row.customer_name,
+            row.customer_email,
+            row.customer_phone,
+            row.customer_locale,
+            row.notify_via,
+        ),
+        ship_to=ShipTo(row.ship_region, row.ship_postal_code, row.ship_lat, row.ship_lon),
+        lines=tuple(lines),
+        placed_at=row.placed_at,
+        promised_by=row.promised_by,
+    )

@@ -1,0 +1,110 @@
+"""What routing needs to know about every site, cached so one order costs no extra queries.
+
+Static facts, the routing control (`accepting`), probed health and this hour's routed counts are
+re-read from the database at most every `refresh_s`; breaker states are read live from the board.
+Between refreshes the counts this process routed are added locally, so capacity is enforced to
+within one refresh interval of other replicas' traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.domain import Health, Region, Site, SiteState, Sku
+from control_plane.store import orders as orders_repo
+from control_plane.store import world as world_repo
+from failover.breakers import BreakerBoard
+
+
+@dataclass(frozen=True, slots=True)
+class _SiteRuntime:
+    site: Site
+    accepting: bool
+    health: Health
+
+
+def hour_start(now: datetime) -> datetime:
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
+class SiteStateCache:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        board: BreakerBoard,
+        refresh_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._board = board
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at: datetime | None = None
+        self._hour: datetime | None = None
+        self._sites: dict[str, _SiteRuntime] = {}
+        self._regions: dict[str, Region] = {}
+        self._catalog: dict[str, Sku] = {}
+        self._db_counts: dict[str, int] = {}
+        self._local_counts: Counter[str] = Counter()
+
+    def refresh(self) -> None:
+        now = self._clock()
+        with self._sessions() as s:
+            rows = world_repo.list_site_rows(s)
+            sites = {
+                r.code: _SiteRuntime(world_repo.site_from_row(r), r.accepting, Health(r.health)) for r in rows
+            }
+            regions = {r.code: r for r in world_repo.list_regions(s)}
+            catalog = world_repo.catalog(s)
+            counts = orders_repo.routed_counts_since(s, hour_start(now))
+        with self._lock:
+            self._sites, self._regions, self._catalog = sites, regions, catalog
+            self._db_counts = counts
+            self._local_counts = Counter()
+            self._loaded_at, self._hour = now, hour_start(now)
+
+    def _ensure_fresh(self) -> None:
+        now = self._clock()
+        loaded = self._loaded_at
+        stale = loaded is None or (now - loaded).total_seconds() >= self._refresh_s
+        if stale or self._hour != hour_start(now):
+            self.refresh()
+
+    def snapshot(self) -> list[SiteState]:
+        self._ensure_fresh()
+        with self._lock:
+            runtimes = list(self._sites.values())
+            counts = {code: self._db_counts.get(code, 0) + self._local_counts[code] for code in self._sites}
+        return [
+            SiteState(
+                site=rt.site,
+                accepting=rt.accepting,
+                health=rt.health,
+                breaker=self._board.get(rt.site.code).state,
+                routed_this_hour=counts[rt.site.code],
+            )
+            for rt in runtimes
+        ]
+
+    def note_routed(self, site: str) -> None:
+        with self._lock:
+            self._local_counts[site] += 1
+
+    def site(self, code: str) -> Site:
+        self._ensure_fresh()
+        return self._sites[code].site
+
+    def regions(self) -> dict[str, Region]:
+        self._ensure_fresh()
+        return self._regions
+
+    def catalog(self) -> dict[str, Sku]:
+        self._ensure_fresh()
+        return self._catalog

@@ -1,0 +1,52 @@
+"""Engine and session factory for PostgreSQL (psycopg 3) or the embedded SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str, pool_size: int = 20) -> Engine:
+    """Build an engine; SQLite gets WAL and IMMEDIATE transactions so concurrent writers queue."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            u,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        _sqlite_immediate_transactions(engine)
+        return engine
+    if u.drivername == "postgresql":
+        # plain postgresql:// means psycopg2 to SQLAlchemy (DESIGN §12); we ship psycopg 3
+        u = u.set(drivername="postgresql+psycopg")
+    return create_engine(u, pool_size=pool_size, max_overflow=pool_size // 2, pool_pre_ping=True)
+
+
+def _sqlite_immediate_transactions(engine: Engine) -> None:
+    # A deferred transaction that later writes can fail at once with "database is locked" when
+    # another writer got there first; BEGIN IMMEDIATE takes the write lock up front and waits.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

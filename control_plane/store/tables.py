@@ -1,0 +1,205 @@
+"""Tables of record (DESIGN §7). Migrations in store/migrations mirror these definitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from control_plane.store.types import UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(14, 2)
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    demand_share: Mapped[float] = mapped_column(Float)
+    max_transit_hours: Mapped[float] = mapped_column(Float)
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(ForeignKey("regions.code"))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    capacity_per_hour: Mapped[int] = mapped_column(Integer)
+    cost_per_order: Mapped[Decimal] = mapped_column(Money)
+    handling_hours: Mapped[float] = mapped_column(Float)
+    wms_url: Mapped[str] = mapped_column(String(500))
+    backups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    depends_on: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tier: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # runtime: routing control (operators/automation) and probed health
+    accepting: Mapped[bool] = mapped_column(Boolean, default=True)
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IntegrationRow(Base):
+    __tablename__ = "integrations"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    health_url: Mapped[str] = mapped_column(String(500))
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fallback: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    health: Mapped[str] = mapped_column(String(16), default="unknown")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SkuRow(Base):
+    __tablename__ = "skus"
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+class StockRow(Base):
+    __tablename__ = "stock"
+    site: Mapped[str] = mapped_column(ForeignKey("sites.code"), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("skus.sku"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (
+        CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+        Index("ix_stock_sku", "sku"),
+    )
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(128))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    customer_phone: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    customer_locale: Mapped[str] = mapped_column(String(8))
+    notify_via: Mapped[str] = mapped_column(String(16))
+    ship_region: Mapped[str] = mapped_column(String(64))
+    ship_postal_code: Mapped[str] = mapped_column(String(16))
+    ship_lat: Mapped[float] = mapped_column(Float)
+    ship_lon: Mapped[float] = mapped_column(Float)
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    promised_by: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dc_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    eta: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    total: Mapped[Decimal] = mapped_column(Money)
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0)
+    # when the retry loop may next pick the order up (held, or routed but unacknowledged)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    routed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
+        Index("ix_orders_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_orders_site_routed_at", "site", "routed_at"),
+    )
+
+
+class OrderLineRow(Base):
+    __tablename__ = "order_lines"
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    qty: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+
+
+class RouteAttemptRow(Base):
+    __tablename__ = "route_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DcCancelRow(Base):
+    """An order a DC may still hold although it now lives elsewhere: cancel it there (outbox)."""
+
+    __tablename__ = "dc_cancels"
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | conflict
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    __table_args__ = (Index("ix_dc_cancels_status_next", "status", "next_attempt_at"),)
+
+
+class BreakerEventRow(Base):
+    __tablename__ = "breaker_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    breaker: Mapped[str] = mapped_column(String(100), index=True)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the token is shown once
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
