@@ -24,18 +24,6 @@ from control_plane.domain import InvalidInput, World
 
 from bia.geo import haversine_km, home_sites
 
-HISTORY_COLUMNS = (
-    "order_id",
-    "placed_at",
-    "channel",
-    "customer_id",
-    "region",
-    "postal_code",
-    "site",
-    "sku",
-    "qty",
-    "unit_price",
-)
 # Share of the total fulfilment capacity used on an average hour: with the evening peak and the
 # sale day on top, the busiest hours reach the limit of some sites, which is what a BIA must see.
 DEFAULT_LOAD_FACTOR = 0.17

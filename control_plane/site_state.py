@@ -87,7 +87,7 @@ class SiteStateCache:
                 site=rt.site,
                 accepting=rt.accepting,
                 health=rt.health,
-                breaker=self._board.get(rt.site.code).state,
+                breaker=self._board.get(rt.site.code).routable_state,
                 routed_this_hour=counts[rt.site.code],
             )
             for rt in runtimes

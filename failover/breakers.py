@@ -100,6 +100,19 @@ class GatedBreaker:
         return BreakerState(self._cb.state.name)
 
     @property
+    def routable_state(self) -> BreakerState:
+        """The state as routing should see it: open past its reset timeout admits a trial."""
+        state = self.state
+        if state is BreakerState.OPEN and not self._still_cooling():
+            return BreakerState.HALF_OPEN
+        return state
+
+    def _still_cooling(self) -> bool:
+        opened_at = self._cb._state_storage.opened_at  # pybreaker exposes no public getter
+        timeout = timedelta(seconds=self._cb.reset_timeout)
+        return opened_at is not None and datetime.now(UTC) < opened_at + timeout
+
+    @property
     def fail_counter(self) -> int:
         return self._cb.fail_counter
 
@@ -109,11 +122,8 @@ class GatedBreaker:
             state = self._cb.state.name
             if state == pybreaker.STATE_CLOSED:
                 return Admission(trial=False)
-            if state == pybreaker.STATE_OPEN:
-                opened_at = self._cb._state_storage.opened_at  # pybreaker exposes no public getter
-                timeout = timedelta(seconds=self._cb.reset_timeout)
-                if opened_at is not None and datetime.now(UTC) < opened_at + timeout:
-                    raise BreakerOpen(self.name)
+            if state == pybreaker.STATE_OPEN and self._still_cooling():
+                raise BreakerOpen(self.name)
             trial_busy = self._trial_started is not None and (
                 self._monotonic() - self._trial_started < self.policy.trial_timeout_s
             )

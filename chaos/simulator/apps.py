@@ -102,7 +102,7 @@ class _TargetHandlers:
     async def get_order(self, request: Request) -> Response:
         order_id = request.path_params["order_id"]
         try:
-            return _json(OrderView.of(self._ledger.get(order_id)))
+            return _json(OrderView.model_validate(self._ledger.get(order_id)))
         except UnknownOrder:
             return _problem(404, f"order {order_id!r} unknown at {self.state.name}")
 
@@ -126,7 +126,7 @@ class _TargetHandlers:
         return _json(self.state.fault)
 
     async def put_fault(self, request: Request) -> Response:
-        return await _put_fault(self.controls, self.state, request)
+        return await _put_fault(self.controls, self.state, request, on_own_port=True)
 
     async def clear_fault(self, request: Request) -> Response:
         return await _apply_fault(self.controls, self.state, NoFault())
@@ -155,7 +155,9 @@ class _AdminHandlers:
 
     async def put_fault(self, request: Request) -> Response:
         state = self._state(request)
-        return _not_found(request) if state is None else await _put_fault(self.controls, state, request)
+        if state is None:
+            return _not_found(request)
+        return await _put_fault(self.controls, state, request, on_own_port=False)
 
     async def clear_fault(self, request: Request) -> Response:
         state = self._state(request)
@@ -183,13 +185,15 @@ class _AdminHandlers:
         return self.controls.states.get(request.path_params["name"])
 
 
-async def _put_fault(controls: SimulatorControls, state: TargetState, request: Request) -> Response:
+async def _put_fault(
+    controls: SimulatorControls, state: TargetState, request: Request, on_own_port: bool
+) -> Response:
     try:
         fault = parse_fault(json.loads(await request.body()))
     except ValueError as exc:  # JSONDecodeError and InvalidFault are both ValueErrors
         errors = exc.errors if isinstance(exc, InvalidFault) else [FieldError(field="body", message=str(exc))]
         return _invalid("invalid fault", errors)
-    client = request.scope.get("client")
+    client = request.scope.get("client") if on_own_port else None
     return await _apply_fault(controls, state, fault, keep_client=(client[0], client[1]) if client else None)
 
 
@@ -201,7 +205,7 @@ async def _apply_fault(
         await controls.set_fault(state.name, fault, keep_client=keep_client)
     except OSError as exc:  # the port was taken by someone else while the target was down
         return _problem(500, str(exc))
-    headers = {"connection": "close"} if fault.mode == "down" else None
+    headers = {"connection": "close"} if keep_client and fault.mode == "down" else None
     return _json(state.fault, headers=headers)
 
 
@@ -209,8 +213,8 @@ def _ledger_response(state: TargetState, request: Request) -> Response:
     if state.ledger is None:
         return _problem(404, f"{state.name} is an integration and keeps no ledger")
     include_cancelled = request.query_params.get("all", "").lower() in _TRUE
-    orders = [OrderView.of(e) for e in state.ledger.entries(include_cancelled=include_cancelled)]
-    return _json(LedgerView(target=state.name, orders=orders))
+    entries = state.ledger.entries(include_cancelled=include_cancelled)
+    return _json(LedgerView.of(state.name, entries))
 
 
 def _ship(state: TargetState, order_id: str) -> Response:

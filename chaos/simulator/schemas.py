@@ -30,31 +30,32 @@ class OrderReceipt(BaseModel):
     status: OrderStatus
 
 
-class OrderView(BaseModel):
-    """One ledger entry as the DC sees it."""
+class LedgerItem(BaseModel):
+    """One ledger line for reconciliation; the order's own fields are left out to keep big ledgers cheap."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     order_id: str
     dc_ref: str
     status: OrderStatus
     received_at: datetime
     posts: int
-    payload: dict[str, Any]
 
-    @classmethod
-    def of(cls, entry: LedgerEntry) -> OrderView:
-        return cls(
-            order_id=entry.order_id,
-            dc_ref=entry.dc_ref,
-            status=entry.status,
-            received_at=entry.received_at,
-            posts=entry.posts,
-            payload=entry.payload,
-        )
+
+class OrderView(LedgerItem):
+    """One order as the DC holds it, with the fields it was POSTed with."""
+
+    payload: dict[str, Any]
 
 
 class LedgerView(BaseModel):
     target: str
-    orders: list[OrderView]
+    orders: list[LedgerItem]
+
+    @classmethod
+    def of(cls, target: str, entries: list[LedgerEntry]) -> LedgerView:
+        # Validating the entries in one call keeps the per-order work in pydantic-core, not Python.
+        return cls.model_validate({"target": target, "orders": entries}, from_attributes=True)
 
 
 class DcHealth(BaseModel):

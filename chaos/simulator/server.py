@@ -44,6 +44,9 @@ class Listener:
             access_log=False,
             log_level="warning",
             ws="none",
+            # Forwarded headers from 127.0.0.1 would otherwise rewrite scope["client"], which is how a
+            # hung request finds the connection to drop.
+            proxy_headers=False,
             backlog=_BACKLOG,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         )
@@ -75,8 +78,8 @@ class Listener:
             return
         for server in self.server.servers:
             server.close()
-        # Under uvloop the server may hold a duplicate of the descriptor; close ours too or the
-        # kernel keeps completing handshakes into a backlog nobody accepts from.
+        # The servers already closed (asyncio) or detached (uvloop) this socket object; closing it here
+        # makes sure no listening descriptor survives whichever loop runs us, so connects are refused.
         self._socket.close()
         self._socket = None
         self.drop_connections(keep=keep_client)

@@ -33,6 +33,7 @@ from control_plane.domain import (
     OrderRequest,
     OrderStatus,
     ShipTo,
+    SiteState,
 )
 from control_plane.metrics import Metrics
 from control_plane.site_state import SiteStateCache
@@ -110,9 +111,12 @@ class OrderPipeline:
                 return SubmitResult(existing.id, created=False)
         order_id = str(uuid.uuid4())
         now = self._clock()
+        # the snapshot may refresh from the database: take it before our transaction, since on
+        # SQLite a second connection would wait for the write lock this one holds
+        sites = self._sites.snapshot()
         try:
             with self._metrics.routing_seconds.time(), self._sessions.begin() as s:
-                first, rest = self._route_new(s, order_id, req, now)
+                first, rest = self._route_new(s, order_id, req, sites, now)
         except IntegrityError:
             # the same key raced us to the insert: answer with the winner's order
             with self._sessions() as s:
@@ -126,10 +130,10 @@ class OrderPipeline:
         return SubmitResult(order_id, created=True)
 
     def _route_new(
-        self, s: Session, order_id: str, req: OrderRequest, now: datetime
+        self, s: Session, order_id: str, req: OrderRequest, sites: list[SiteState], now: datetime
     ) -> tuple[Candidate | None, list[Candidate]]:
         stock = repo.available_stock(s, (li.sku for li in req.lines))
-        decision = rank_candidates(req, self._sites.snapshot(), stock, now, self._eta)
+        decision = rank_candidates(req, sites, stock, now, self._eta)
         first, rest, lost = self._reserve_first(s, decision.candidates, list(req.lines))
         lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
         if first is None:
@@ -229,7 +233,7 @@ class OrderPipeline:
         self, s: Session, rest: list[Candidate], lines: list[OrderLine]
     ) -> tuple[Candidate | None, list[Candidate], list[str]]:
         # skip candidates whose breaker opened since the order was ranked: no point reserving there
-        open_now = [c for c in rest if self._board.get(c.site).state is not BreakerState.OPEN]
+        open_now = [c for c in rest if self._board.get(c.site).routable_state is not BreakerState.OPEN]
         return self._reserve_first(s, open_now, lines)
 
     # --- the retry loop: held orders, and routed orders whose dispatch lease ran out ---
@@ -252,6 +256,7 @@ class OrderPipeline:
 
     def _retry(self, order_id: str, status: str, site: str | None) -> None:
         now = self._clock()
+        sites = self._sites.snapshot()  # before the transaction, as in submit()
         with self._sessions.begin() as s:
             row = repo.get_order(s, order_id, for_update=True)
             if row is None or row.status != status:
@@ -260,7 +265,7 @@ class OrderPipeline:
             avoid = repo.pending_cancel_sites(s, order_id)
             req = _request_from_row(row, lines)
             stock = repo.available_stock(s, (li.sku for li in lines))
-            decision = rank_candidates(req, self._sites.snapshot(), stock, now, self._eta, avoid=avoid)
+            decision = rank_candidates(req, sites, stock, now, self._eta, avoid=avoid)
             if status == OrderStatus.ROUTED.value and site is not None:
                 # a dispatch that never finished (crash, lost answer): re-post to the same DC first,
                 # it is idempotent on order_id; the reservation there is still held

@@ -1,0 +1,283 @@
+"""Run a whole BIA: history + world + parameters in, a BiaResult out. Pure: no files, no clock unless given.
+
+Heavy lifting is columnar (Polars): every aggregation over order lines is one lazy query, and the
+independent ones are collected together so Polars runs them in parallel over one in-memory frame.
+What remains in Python works on aggregates (sites x hours of the week, SKUs x sites).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import polars as pl
+
+from control_plane.domain import World
+
+from bia.demand import demands_by_key, hour_of_week_table, slot_aggregation, zero_demand
+from bia.failover_map import FailoverPlan, RegionDemand, plan_failover
+from bia.frame import HOURS_PER_WEEK, Period, normalize_history, prepare_lines
+from bia.inventory import (
+    SkuDemand,
+    backup_coverage,
+    preposition_plan,
+    rank_skus,
+    single_points_of_failure,
+)
+from bia.loss import LossInputs, loss_curve, recommend_rpo, recommend_rto, tier_for
+from bia.params import BiaParams
+from bia.results import BiaResult, Demand, IntegrationImpact, SiteImpact, Totals
+from bia.scopes import Coverage, Scope, fallback_coverage, integration_scope
+
+Progress = Callable[[str, float], None]
+
+
+def run_bia(
+    history: pl.DataFrame | pl.LazyFrame,
+    world: World,
+    params: BiaParams | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> BiaResult:
+    """Analyse an order history against a world; `progress(stage, fraction_done)` is called per stage."""
+    params = params or BiaParams()
+
+    def report(stage: str, done: float) -> None:
+        if progress is not None:
+            progress(stage, done)
+
+    report("checking the order history", 0.0)
+    lines, period = prepare_lines(normalize_history(history, "history"), world, params)
+    report("aggregating demand by site, integration and hour", 0.2)
+    site_codes = [s.code for s in world.sites]
+    scopes = {i.code: integration_scope(i, world) for i in world.integrations}
+    coverages = {i.code: fallback_coverage(i, world) for i in world.integrations}
+    filters = {s.key: s.expr() for s in scopes.values()} | {
+        c.key: c.expr() for c in coverages.values() if c is not None
+    }
+    lazy = lines.lazy()
+    per_sku = [pl.col("order_id").n_unique().alias("orders"), pl.col("qty").sum().alias("units")]
+    queries = [
+        hour_of_week_table(slot_aggregation(lazy, "site"), "site", period),
+        lazy.group_by("sku").agg(*per_sku, pl.col("revenue").sum()),
+        lazy.group_by("site", "sku").agg(*per_sku, pl.col("revenue").sum()),
+        lazy.select(
+            orders=pl.col("order_id").n_unique(),
+            lines=pl.len(),
+            revenue=pl.col("revenue").sum(),
+            customers=pl.col("customer_id").n_unique(),
+        ),
+        *(
+            hour_of_week_table(slot_aggregation(lazy.filter(expr), None), None, period)
+            for expr in filters.values()
+        ),
+    ]
+    site_table, sku_table, site_sku_table, totals_row, *scope_tables = pl.collect_all(queries)
+    site_demand = demands_by_key(site_table, "site", site_codes, period)
+    scope_demand = {
+        key: demands_by_key(table, None, [key], period)[key]
+        for key, table in zip(filters, scope_tables, strict=True)
+    }
+
+    report("ranking SKUs and checking backup stock", 0.45)
+    ranks, pareto = rank_skus(
+        [SkuDemand(r["sku"], r["orders"], r["units"], r["revenue"]) for r in sku_table.iter_rows(named=True)],
+        world,
+        params,
+    )
+    site_sku = {(r["site"], r["sku"]): r for r in site_sku_table.iter_rows(named=True)}
+    ratio, shortfalls = backup_coverage(
+        {k: float(r["units"]) for k, r in site_sku.items()},
+        {k: float(r["revenue"]) for k, r in site_sku.items()},
+        {k: float(r["orders"]) for k, r in site_sku.items()},
+        world,
+        period.hours,
+        params,
+    )
+    regions = _region_demand(lines, ratio, period)
+
+    report("mapping failover routes and capacity", 0.65)
+    sites = {s.code: s for s in world.sites}
+    region_by_code = {r.code: r for r in world.regions}
+    own_load = {code: site_demand[code].orders_per_hour.by_hour_of_week for code in site_codes}
+    plans = {
+        s.code: plan_failover(s, regions.get(s.code, []), own_load, sites, region_by_code, period, params)
+        for s in world.sites
+    }
+
+    report("estimating losses, RTO, RPO and tiers", 0.8)
+    site_impacts = tuple(
+        _site_impact(s.code, world, site_demand[s.code], regions.get(s.code, []), plans[s.code], period, params)
+        for s in world.sites
+    )
+    integration_impacts = tuple(
+        _integration_impact(i.code, world, scope_demand, scopes, coverages, period, params)
+        for i in world.integrations
+    )
+    totals = totals_row.row(0, named=True)
+    result = BiaResult(
+        generated_at=now or datetime.now(UTC),
+        world=world.name,
+        params=params,
+        period_start=period.start,
+        period_end=period.end,
+        period_hours=period.hours,
+        totals=Totals(
+            orders=int(totals["orders"]),
+            lines=int(totals["lines"]),
+            revenue=float(totals["revenue"] or 0.0),
+            customers=int(totals["customers"]),
+        ),
+        sites=site_impacts,
+        integrations=integration_impacts,
+        skus=ranks,
+        pareto=pareto,
+        preposition=preposition_plan(
+            shortfalls, {code: plan.absorbed_by_backup for code, plan in plans.items()}, world
+        ),
+        spofs=single_points_of_failure(ranks, world, period.hours),
+        failover_routes=tuple(r for plan in plans.values() for r in plan.routes),
+        failover_capacity=tuple(c for plan in plans.values() for c in plan.capacity),
+    )
+    report("done", 1.0)
+    return result
+
+
+def _region_demand(
+    lines: pl.DataFrame, ratio: dict[tuple[str, str], float], period: Period
+) -> dict[str, list[RegionDemand]]:
+    """Orders per site, region and hour of week, and the part the backups hold stock for.
+
+    An order ships from a backup only if every one of its lines can, so an order's stock share is
+    the smallest coverage ratio among its SKUs.
+    """
+    ratios = pl.DataFrame(
+        {
+            "site": [k[0] for k in ratio],
+            "sku": [k[1] for k in ratio],
+            "ratio": list(ratio.values()),
+        },
+        schema={"site": pl.String, "sku": pl.String, "ratio": pl.Float64},
+    )
+    table = (
+        lines.lazy()
+        .join(ratios.lazy(), on=["site", "sku"], how="left")
+        .group_by("site", "order_id")
+        .agg(pl.col("ratio").fill_null(0.0).min(), pl.col("region").first(), pl.col("how").first())
+        .group_by("site", "region", "how")
+        .agg(orders=pl.len(), eligible=pl.col("ratio").sum())
+        .collect()
+    )
+    acc: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for row in table.iter_rows(named=True):
+        orders, eligible = acc.setdefault(
+            (row["site"], row["region"]), ([0.0] * HOURS_PER_WEEK, [0.0] * HOURS_PER_WEEK)
+        )
+        n = period.occurrences[row["how"]]
+        orders[row["how"]] = row["orders"] / n
+        eligible[row["how"]] = row["eligible"] / n
+    out: dict[str, list[RegionDemand]] = {}
+    for (site, region), (orders, eligible) in sorted(acc.items()):
+        out.setdefault(site, []).append(RegionDemand(region, tuple(orders), tuple(eligible)))
+    return out
+
+
+def _share(numerator: tuple[float, ...], denominator: tuple[float, ...], period: Period) -> float:
+    """Period-weighted share; a subject with no orders has nothing to absorb, so its share is 1."""
+    top = sum(x * n for x, n in zip(numerator, period.occurrences, strict=True))
+    bottom = sum(x * n for x, n in zip(denominator, period.occurrences, strict=True))
+    return min(1.0, top / bottom) if bottom > 0 else 1.0
+
+
+def _site_impact(
+    code: str,
+    world: World,
+    demand: Demand,
+    regions: list[RegionDemand],
+    plan: FailoverPlan,
+    period: Period,
+    params: BiaParams,
+) -> SiteImpact:
+    site = next(s for s in world.sites if s.code == code)
+    orders = demand.orders_per_hour.by_hour_of_week
+    eligible = tuple(sum(r.eligible[h] for r in regions) for h in range(HOURS_PER_WEEK))
+    absorbed_share = tuple(min(1.0, a / o) if o > 0 else 0.0 for a, o in zip(plan.absorbed, orders, strict=True))
+    losses = loss_curve(
+        LossInputs(
+            orders=orders,
+            revenue=demand.revenue_per_hour.by_hour_of_week,
+            customers=demand.customers_per_hour.by_hour_of_week,
+            absorbed_share=absorbed_share,
+            reroute_cost=plan.reroute_cost,
+            late_share=plan.late_share,
+            weights=period.occurrences,
+        ),
+        params,
+    )
+    rto = recommend_rto(losses, params)
+    runs_out = next((c.backup for c in plan.capacity if c.runs_out_first), None)
+    return SiteImpact(
+        code=code,
+        name=site.name,
+        region=site.region,
+        capacity_per_hour=site.capacity_per_hour,
+        backups=site.backups,
+        demand=demand,
+        absorbable_share=_share(plan.absorbed, orders, period) if site.backups else 0.0,
+        stock_share=_share(eligible, orders, period),
+        reroute_extra_transit_hours=plan.extra_transit_hours,
+        reroute_extra_cost_per_order=plan.extra_cost_per_order,
+        capacity_runs_out_at=runs_out,
+        losses=losses,
+        rto_hours=rto,
+        rpo_seconds=recommend_rpo(demand.orders_per_hour.peak, params),
+        tier=tier_for(rto, params),
+    )
+
+
+def _integration_impact(
+    code: str,
+    world: World,
+    scope_demand: dict[str, Demand],
+    scopes: dict[str, Scope],
+    coverages: dict[str, Coverage | None],
+    period: Period,
+    params: BiaParams,
+) -> IntegrationImpact:
+    integration = next(i for i in world.integrations if i.code == code)
+    scope = scopes[code]
+    coverage = coverages[code]
+    demand = scope_demand.get(scope.key, zero_demand())
+    covered = scope_demand[coverage.key] if coverage is not None else zero_demand()
+    orders = demand.orders_per_hour.by_hour_of_week
+    covered_orders = covered.orders_per_hour.by_hour_of_week
+    zeros = tuple([0.0] * HOURS_PER_WEEK)
+    losses = loss_curve(
+        LossInputs(
+            orders=orders,
+            revenue=demand.revenue_per_hour.by_hour_of_week,
+            customers=demand.customers_per_hour.by_hour_of_week,
+            absorbed_share=tuple(
+                min(1.0, c / o) if o > 0 else 0.0 for c, o in zip(covered_orders, orders, strict=True)
+            ),
+            reroute_cost=zeros,  # a fallback provider ships from the same site: no extra transit
+            late_share=zeros,
+            weights=period.occurrences,
+        ),
+        params,
+    )
+    rto = recommend_rto(losses, params)
+    return IntegrationImpact(
+        code=code,
+        name=integration.name,
+        kind=str(integration.kind),
+        fallback=integration.fallback,
+        sites=tuple(sorted(scope.sites)),
+        channels=tuple(sorted(scope.channels)),
+        all_orders=scope.everything,
+        demand=demand,
+        absorbable_share=_share(covered_orders, orders, period) if coverage is not None else 0.0,
+        losses=losses,
+        rto_hours=rto,
+        tier=tier_for(rto, params),
+    )

@@ -1,0 +1,177 @@
+"""Loss of an outage by duration, with and without failover; RTO, RPO and tier recommendations.
+
+The model, per order caught in an outage of D hours that starts at hour s of the week:
+
+* Without failover the order waits until the subject is back. Orders placed in the last
+  `promise_slack_hours` of the outage still ship on time; the earlier ones are late. A late order
+  costs `late_order_cost`, is cancelled with `cancel_probability` (its margin is lost), and its
+  customer churns with `churn_probability` (losing the customer lifetime value).
+* With failover the absorbable share (by hour of the week) ships from a backup at once and costs
+  the extra fulfilment cost; it is late only when the backup's extra transit exceeds the slack.
+  The rest waits as above. The operator fails over only when that costs less than waiting, so
+  failover never raises the loss.
+
+"Expected" figures average over every start hour of the week, weighted by how often that hour
+occurs in the observed period; "worst start" is the most expensive start hour. Rates are the
+hour-of-week means, so the loss grows with D by construction (every per-hour cost is >= 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bia.frame import HOURS_PER_WEEK
+from bia.params import BiaParams
+from bia.results import LossPoint
+
+
+@dataclass(frozen=True, slots=True)
+class LossInputs:
+    """Per-hour-of-week demand of one subject and what failover can do for it (168 entries each)."""
+
+    orders: tuple[float, ...]
+    revenue: tuple[float, ...]
+    customers: tuple[float, ...]
+    absorbed_share: tuple[float, ...]  # share of the hour's orders a backup or fallback takes
+    reroute_cost: tuple[float, ...]  # extra cost per absorbed order, >= 0
+    late_share: tuple[float, ...]  # share of the absorbed orders that still arrive late
+    weights: tuple[int, ...]  # occurrences of each hour of the week in the period
+
+
+class _Window:
+    """Sums of a periodic hourly series over [s, s + length), fractional lengths included."""
+
+    def __init__(self, hourly: list[float], max_hours: float) -> None:
+        self.hourly = hourly
+        span = HOURS_PER_WEEK + math.ceil(max_hours) + 1
+        self.prefix = [0.0] * (span + 1)
+        for i in range(span):
+            self.prefix[i + 1] = self.prefix[i] + hourly[i % HOURS_PER_WEEK]
+
+    def _at(self, t: float) -> float:
+        whole = int(t)
+        return self.prefix[whole] + (t - whole) * self.hourly[whole % HOURS_PER_WEEK]
+
+    def sum(self, start: int, length: float) -> float:
+        return self._at(start + length) - self._at(start) if length > 0 else 0.0
+
+
+def loss_curve(inputs: LossInputs, params: BiaParams) -> tuple[LossPoint, ...]:
+    """Loss without and with failover at every duration of `params.loss_durations_hours`."""
+    h = range(HOURS_PER_WEEK)
+    o, v, c = inputs.orders, inputs.revenue, inputs.customers
+    a, k, lam = inputs.absorbed_share, inputs.reroute_cost, inputs.late_share
+    longest = max(params.loss_durations_hours)
+    series = {
+        "o": [o[i] for i in h],
+        "v": [v[i] for i in h],
+        "c": [c[i] for i in h],
+        "o_held": [(1 - a[i]) * o[i] for i in h],
+        "v_held": [(1 - a[i]) * v[i] for i in h],
+        "c_held": [(1 - a[i]) * c[i] for i in h],
+        "o_late_moved": [a[i] * lam[i] * o[i] for i in h],
+        "v_late_moved": [a[i] * lam[i] * v[i] for i in h],
+        "c_late_moved": [a[i] * lam[i] * c[i] for i in h],
+        "reroute": [a[i] * o[i] * k[i] for i in h],
+    }
+    win = {name: _Window(values, longest) for name, values in series.items()}
+    weights = list(inputs.weights) if sum(inputs.weights) > 0 else [1] * HOURS_PER_WEEK
+    total_weight = sum(weights)
+    margin_rate = params.gross_margin * params.cancel_probability
+    churn_value = params.churn_probability * params.customer_lifetime_value
+    points: list[LossPoint] = []
+    for duration in params.loss_durations_hours:
+        late_len = max(0.0, duration - params.promise_slack_hours)
+        wait_rows, best_rows = [], []
+        for s in h:
+            def sums(name: str, length: float, s: int = s) -> float:
+                return win[name].sum(s, length)
+
+            affected, at_risk = sums("o", duration), sums("v", duration)
+            late = (sums("o", late_len), sums("v", late_len), sums("c", late_len))
+            wait = _row(affected, at_risk, late, 0.0, params.late_order_cost, margin_rate, churn_value)
+            moved = (
+                sums("o_held", late_len) + sums("o_late_moved", duration),
+                sums("v_held", late_len) + sums("v_late_moved", duration),
+                sums("c_held", late_len) + sums("c_late_moved", duration),
+            )
+            fail = _row(
+                affected,
+                sums("v_held", duration),
+                moved,
+                sums("reroute", duration),
+                params.late_order_cost,
+                margin_rate,
+                churn_value,
+            )
+            wait_rows.append(wait)
+            best_rows.append(fail if fail[-1] < wait[-1] else wait)
+        points.append(_point(duration, False, wait_rows, weights, total_weight))
+        points.append(_point(duration, True, best_rows, weights, total_weight))
+    return tuple(points)
+
+
+def _row(
+    affected: float,
+    at_risk: float,
+    late: tuple[float, float, float],
+    reroute: float,
+    late_order_cost: float,
+    margin_rate: float,
+    churn_value: float,
+) -> tuple[float, ...]:
+    late_orders, late_revenue, late_customers = late
+    margin = margin_rate * late_revenue
+    late_cost = late_order_cost * late_orders
+    churn = churn_value * late_customers
+    return (affected, at_risk, late_orders, margin, late_cost, churn, reroute, margin + late_cost + churn + reroute)
+
+
+def _point(
+    duration: float, failover: bool, rows: list[tuple[float, ...]], weights: list[int], total_weight: int
+) -> LossPoint:
+    expected = [sum(w * row[i] for w, row in zip(weights, rows, strict=True)) / total_weight for i in range(8)]
+    worst = max(range(HOURS_PER_WEEK), key=lambda s: (rows[s][-1], -s))
+    return LossPoint(
+        duration_hours=duration,
+        failover=failover,
+        orders_affected=expected[0],
+        revenue_at_risk=expected[1],
+        late_orders=expected[2],
+        lost_margin=expected[3],
+        late_cost=expected[4],
+        churn_cost=expected[5],
+        reroute_cost=expected[6],
+        total=expected[7],
+        worst_start_total=rows[worst][-1],
+        worst_start_hour_of_week=worst,
+    )
+
+
+def recommend_rto(losses: tuple[LossPoint, ...], params: BiaParams) -> float:
+    """The longest candidate outage whose worst-start loss without failover stays within tolerance.
+
+    Without failover, because the RTO is the time by which the order flow must be back — by repair
+    or by failing over; the drill then checks failover finishes inside it.
+    """
+    by_duration = {p.duration_hours: p.worst_start_total for p in losses if not p.failover}
+    tolerable = [d for d in params.rto_candidates_hours if by_duration[d] <= params.loss_tolerance]
+    return max(tolerable) if tolerable else min(params.rto_candidates_hours)
+
+
+def tier_for(rto_hours: float, params: BiaParams) -> int:
+    """Tier 1 must be back within tier1_max_rto_hours, tier 2 within tier2_max_rto_hours, else tier 3."""
+    if rto_hours <= params.tier1_max_rto_hours:
+        return 1
+    if rto_hours <= params.tier2_max_rto_hours:
+        return 2
+    return 3
+
+
+def recommend_rpo(peak_orders_per_hour: float, params: BiaParams) -> int:
+    """The longest candidate window of order data whose loss at the peak hour's rate stays tolerable."""
+    tolerable = [
+        s for s in params.rpo_candidates_seconds if peak_orders_per_hour * s / 3600 <= params.rpo_max_orders_lost
+    ]
+    return max(tolerable) if tolerable else min(params.rpo_candidates_seconds)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a fresh PostgreSQL database per session, SQLite files, the sample world."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_unavailable(reason: str) -> None:
+    msg = (
+        f"PostgreSQL at 127.0.0.1:5432 is not reachable ({reason}). Start it with "
+        "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`."
+    )
+    if IN_CI:
+        pytest.fail("CI=true: " + msg, pytrace=False)
+    pytest.skip("SKIPPED LOUDLY, storage tests did not run on PostgreSQL: " + msg)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """Create a fresh database for this test session and drop it at the end; yield its admin DSN."""
+    name = f"drctl_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        _pg_unavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    yield name
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A clean schema for one test inside the session's database (dropped afterwards)."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_server}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'drctl.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs on the embedded SQLite file and on real PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))

@@ -1,0 +1,143 @@
+"""Real parts for tests: databases, a world on free ports, the simulator and a control plane process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from sqlalchemy import Engine
+
+from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from control_plane.domain import World
+from control_plane.store import tokens
+from control_plane.store.db import make_engine, make_session_factory
+from control_plane.store.migrate import upgrade
+from control_plane.store.world import save_world
+from control_plane.worldfile import load_world_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_test_world(path: Path, capacity_scale: int = 100, stock_scale: int = 10) -> tuple[World, Path]:
+    """The sample world on free ports, with room for test traffic (capacity and stock scaled)."""
+    data = yaml.safe_load(SAMPLE_WORLD.read_text())
+    data["simulator"]["admin_port"] = free_port()
+    for site in data["sites"]:
+        site["wms_url"] = f"http://127.0.0.1:{free_port()}"
+        site["capacity_per_hour"] *= capacity_scale
+    for integ in data["integrations"]:
+        integ["health_url"] = f"http://127.0.0.1:{free_port()}/health"
+    for per_sku in data["stock"].values():
+        for sku in per_sku:
+            per_sku[sku] *= stock_scale
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    world, _ = load_world_file(path)
+    return world, path
+
+
+def prepare_database(url: str, world: World) -> dict[str, str]:
+    """Migrate, load the world and create one token per role; return role -> token."""
+    engine = make_engine(url, pool_size=2)
+    try:
+        upgrade(engine)
+        now = datetime.now(UTC)
+        with make_session_factory(engine).begin() as s:
+            save_world(s, world, now)
+            return {role: tokens.create_token(s, f"test-{role}-{time.time_ns()}", role, now) for role in tokens.ROLES}
+    finally:
+        engine.dispose()
+
+
+def start_simulator(world_path: Path) -> SimProcess:
+    world, model = load_world_file(world_path)
+    return SimProcess(targets_from_world(world), model.simulator.admin_port)
+
+
+@dataclass
+class ControlPlane:
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def client(self, token: str, **kw: Any) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, trust_env=False, **kw
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+FAST_SETTINGS = {
+    "DRCTL_BREAKER_FAIL_MAX": "5",
+    "DRCTL_BREAKER_RESET_TIMEOUT_S": "1.0",
+    "DRCTL_BREAKER_SUCCESS_THRESHOLD": "1",
+    "DRCTL_DC_CONNECT_TIMEOUT_S": "0.5",
+    "DRCTL_DC_READ_TIMEOUT_S": "0.5",
+    "DRCTL_DC_CANCEL_TIMEOUT_S": "3.0",
+    "DRCTL_RETRY_INTERVAL_S": "0.2",
+    "DRCTL_RETRY_BACKOFF_BASE_S": "0.2",
+    "DRCTL_RETRY_BACKOFF_MAX_S": "1.0",
+    "DRCTL_CANCEL_SETTLE_S": "1.0",
+    "DRCTL_STATE_REFRESH_S": "0.5",
+}
+
+
+@contextlib.contextmanager
+def control_plane(
+    db_url: str, log_dir: Path, extra_env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[ControlPlane]:
+    """Run `drctl serve` as a child process (its own GIL, as in production) and wait until ready."""
+    port = free_port()
+    env = {**os.environ, **FAST_SETTINGS, "DRCTL_DATABASE_URL": db_url, **(extra_env or {})}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = log_dir / f"control-plane-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control_plane", "serve", "--port", str(port), "--workers", str(workers)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    cp = ControlPlane(f"http://127.0.0.1:{port}", proc, log_path)
+    try:
+        if not wait_until(lambda: _ready(cp.base_url) or proc.poll() is not None, 30):
+            raise RuntimeError("control plane did not become ready")
+        if proc.poll() is not None:
+            raise RuntimeError(f"control plane exited early:\n{cp.logs()[-3000:]}")
+        yield cp
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def engine_for(url: str) -> Engine:
+    return make_engine(url, pool_size=2)
