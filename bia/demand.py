@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import polars as pl
 
-from bia.frame import HOURS_PER_WEEK, Period
+from bia.frame import HOURS_PER_WEEK, Period, hour_of_week_expr
 from bia.results import Demand, Rate
 
 
 def slot_aggregation(lines: pl.DataFrame | pl.LazyFrame, key: str | None) -> pl.LazyFrame:
     """Distinct orders, revenue and distinct customers per (key, hour slot)."""
     keys = [key, "slot"] if key else ["slot"]
-    return lines.lazy().group_by(keys).agg(
-        orders=pl.col("order_id").n_unique(),
-        revenue=pl.col("revenue").sum(),
-        customers=pl.col("customer_id").n_unique(),
-        how=pl.col("how").first(),
+    return (
+        lines.lazy()
+        .group_by(keys)
+        .agg(
+            orders=pl.col("order_id").n_unique(),
+            revenue=pl.col("revenue").sum(),
+            customers=pl.col("customer_id").n_unique(),
+        )
     )
 
 
@@ -32,7 +35,8 @@ def hour_of_week_table(slots: pl.LazyFrame, key: str | None, period: Period) -> 
         schema={"how": pl.Int32, "occurrences": pl.Int64},
     ).lazy()
     return (
-        slots.group_by(keys)
+        slots.with_columns(how=hour_of_week_expr(pl.col("slot"), period))
+        .group_by(keys)
         .agg(
             orders=pl.col("orders").sum(),
             revenue=pl.col("revenue").sum(),
@@ -55,7 +59,9 @@ def core_aggregation(lines: pl.DataFrame | pl.LazyFrame, period: Period) -> pl.D
     return hour_of_week_table(slot_aggregation(lines, "site"), "site", period).collect()
 
 
-def demands_by_key(table: pl.DataFrame, key: str | None, keys: list[str], period: Period) -> dict[str, Demand]:
+def demands_by_key(
+    table: pl.DataFrame, key: str | None, keys: list[str], period: Period
+) -> dict[str, Demand]:
     """Fold an hour-of-week table into one Demand per key; keys without rows get zero demand."""
     arrays = {k: {m: [0.0] * HOURS_PER_WEEK for m in ("orders", "revenue", "customers")} for k in keys}
     totals = {k: {"orders": 0.0, "revenue": 0.0, "customers": 0.0} for k in keys}
@@ -75,7 +81,9 @@ def demands_by_key(table: pl.DataFrame, key: str | None, keys: list[str], period
             orders=round(totals[k]["orders"]),
             revenue=totals[k]["revenue"],
             orders_per_hour=Rate(totals[k]["orders"] / hours, peaks[k]["orders"], tuple(arrays[k]["orders"])),
-            revenue_per_hour=Rate(totals[k]["revenue"] / hours, peaks[k]["revenue"], tuple(arrays[k]["revenue"])),
+            revenue_per_hour=Rate(
+                totals[k]["revenue"] / hours, peaks[k]["revenue"], tuple(arrays[k]["revenue"])
+            ),
             customers_per_hour=Rate(
                 totals[k]["customers"] / hours, peaks[k]["customers"], tuple(arrays[k]["customers"])
             ),

@@ -12,11 +12,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from control_plane.domain import World
-
 from bia.demand import demands_by_key, hour_of_week_table, slot_aggregation, zero_demand
 from bia.failover_map import FailoverPlan, RegionDemand, plan_failover
-from bia.frame import HOURS_PER_WEEK, Period, normalize_history, prepare_lines
+from bia.frame import HOURS_PER_WEEK, Period, hour_of_week_expr, normalize_history, prepare_lines
 from bia.inventory import (
     SkuDemand,
     backup_coverage,
@@ -27,7 +25,8 @@ from bia.inventory import (
 from bia.loss import LossInputs, loss_curve, recommend_rpo, recommend_rto, tier_for
 from bia.params import BiaParams
 from bia.results import BiaResult, Demand, IntegrationImpact, SiteImpact, Totals
-from bia.scopes import Coverage, Scope, fallback_coverage, integration_scope
+from bia.scopes import EVERYTHING, Coverage, Scope, fallback_coverage, integration_scope
+from control_plane.domain import World
 
 Progress = Callable[[str, float], None]
 
@@ -52,27 +51,26 @@ def run_bia(
     site_codes = [s.code for s in world.sites]
     scopes = {i.code: integration_scope(i, world) for i in world.integrations}
     coverages = {i.code: fallback_coverage(i, world) for i in world.integrations}
-    filters = {s.key: s.expr() for s in scopes.values()} | {
-        c.key: c.expr() for c in coverages.values() if c is not None
-    }
+    # One aggregation per distinct set of lines: integrations sharing a scope share the work.
+    filters = {EVERYTHING.key: EVERYTHING.expr()}
+    filters |= {s.key: s.expr() for s in scopes.values()}
+    filters |= {c.key: c.expr() for c in coverages.values() if c is not None}
     lazy = lines.lazy()
-    per_sku = [pl.col("order_id").n_unique().alias("orders"), pl.col("qty").sum().alias("units")]
     queries = [
         hour_of_week_table(slot_aggregation(lazy, "site"), "site", period),
-        lazy.group_by("sku").agg(*per_sku, pl.col("revenue").sum()),
-        lazy.group_by("site", "sku").agg(*per_sku, pl.col("revenue").sum()),
-        lazy.select(
-            orders=pl.col("order_id").n_unique(),
-            lines=pl.len(),
-            revenue=pl.col("revenue").sum(),
-            customers=pl.col("customer_id").n_unique(),
+        lazy.group_by("site", "sku").agg(
+            orders=pl.col("order_id").n_unique(), units=pl.col("qty").sum(), revenue=pl.col("revenue").sum()
         ),
+        lazy.select(
+            customers=pl.col("customer_id").n_unique(), revenue=pl.col("revenue").sum(), lines=pl.len()
+        ),
+        lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_id").n_unique()),
         *(
             hour_of_week_table(slot_aggregation(lazy.filter(expr), None), None, period)
             for expr in filters.values()
         ),
     ]
-    site_table, sku_table, site_sku_table, totals_row, *scope_tables = pl.collect_all(queries)
+    site_table, site_sku_table, totals_row, region_slots, *scope_tables = pl.collect_all(queries)
     site_demand = demands_by_key(site_table, "site", site_codes, period)
     scope_demand = {
         key: demands_by_key(table, None, [key], period)[key]
@@ -80,11 +78,7 @@ def run_bia(
     }
 
     report("ranking SKUs and checking backup stock", 0.45)
-    ranks, pareto = rank_skus(
-        [SkuDemand(r["sku"], r["orders"], r["units"], r["revenue"]) for r in sku_table.iter_rows(named=True)],
-        world,
-        params,
-    )
+    ranks, pareto = rank_skus(_sku_demand(site_sku_table), world, params)
     site_sku = {(r["site"], r["sku"]): r for r in site_sku_table.iter_rows(named=True)}
     ratio, shortfalls = backup_coverage(
         {k: float(r["units"]) for k, r in site_sku.items()},
@@ -94,7 +88,7 @@ def run_bia(
         period.hours,
         params,
     )
-    regions = _region_demand(lines, ratio, period)
+    regions = _region_demand(lines, region_slots, ratio, period)
 
     report("mapping failover routes and capacity", 0.65)
     sites = {s.code: s for s in world.sites}
@@ -107,7 +101,9 @@ def run_bia(
 
     report("estimating losses, RTO, RPO and tiers", 0.8)
     site_impacts = tuple(
-        _site_impact(s.code, world, site_demand[s.code], regions.get(s.code, []), plans[s.code], period, params)
+        _site_impact(
+            s.code, world, site_demand[s.code], regions.get(s.code, []), plans[s.code], period, params
+        )
         for s in world.sites
     )
     integration_impacts = tuple(
@@ -123,7 +119,7 @@ def run_bia(
         period_end=period.end,
         period_hours=period.hours,
         totals=Totals(
-            orders=int(totals["orders"]),
+            orders=scope_demand[EVERYTHING.key].orders,
             lines=int(totals["lines"]),
             revenue=float(totals["revenue"] or 0.0),
             customers=int(totals["customers"]),
@@ -143,29 +139,42 @@ def run_bia(
     return result
 
 
+def _sku_demand(site_sku: pl.DataFrame) -> list[SkuDemand]:
+    """SKU totals from the per-site table (an order counts once per site that ships the SKU)."""
+    table = site_sku.group_by("sku").agg(
+        pl.col("orders").sum(), pl.col("units").sum(), pl.col("revenue").sum()
+    )
+    return [SkuDemand(r["sku"], r["orders"], r["units"], r["revenue"]) for r in table.iter_rows(named=True)]
+
+
 def _region_demand(
-    lines: pl.DataFrame, ratio: dict[tuple[str, str], float], period: Period
+    lines: pl.DataFrame, region_slots: pl.DataFrame, ratio: dict[tuple[str, str], float], period: Period
 ) -> dict[str, list[RegionDemand]]:
     """Orders per site, region and hour of week, and the part the backups hold stock for.
 
     An order ships from a backup only if every one of its lines can, so an order's stock share is
-    the smallest coverage ratio among its SKUs.
+    the smallest coverage ratio among its SKUs. Only lines of short SKUs are grouped per order.
     """
-    ratios = pl.DataFrame(
-        {
-            "site": [k[0] for k in ratio],
-            "sku": [k[1] for k in ratio],
-            "ratio": list(ratio.values()),
-        },
+    short = pl.DataFrame(
+        [(site, sku, r) for (site, sku), r in ratio.items() if r < 1.0],
         schema={"site": pl.String, "sku": pl.String, "ratio": pl.Float64},
+        orient="row",
+    )
+    deficit = (
+        lines.lazy()
+        .join(short.lazy(), on=["site", "sku"], how="inner")
+        .group_by("site", "order_id")
+        .agg(pl.col("ratio").min(), pl.col("region").first(), pl.col("slot").first())
+        .with_columns(how=hour_of_week_expr(pl.col("slot"), period))
+        .group_by("site", "region", "how")
+        .agg(missing=(1.0 - pl.col("ratio")).sum())
     )
     table = (
-        lines.lazy()
-        .join(ratios.lazy(), on=["site", "sku"], how="left")
-        .group_by("site", "order_id")
-        .agg(pl.col("ratio").fill_null(0.0).min(), pl.col("region").first(), pl.col("how").first())
+        region_slots.lazy()
+        .with_columns(how=hour_of_week_expr(pl.col("slot"), period))
         .group_by("site", "region", "how")
-        .agg(orders=pl.len(), eligible=pl.col("ratio").sum())
+        .agg(pl.col("orders").sum())
+        .join(deficit, on=["site", "region", "how"], how="left")
         .collect()
     )
     acc: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
@@ -175,7 +184,7 @@ def _region_demand(
         )
         n = period.occurrences[row["how"]]
         orders[row["how"]] = row["orders"] / n
-        eligible[row["how"]] = row["eligible"] / n
+        eligible[row["how"]] = (row["orders"] - (row["missing"] or 0.0)) / n
     out: dict[str, list[RegionDemand]] = {}
     for (site, region), (orders, eligible) in sorted(acc.items()):
         out.setdefault(site, []).append(RegionDemand(region, tuple(orders), tuple(eligible)))
@@ -201,7 +210,9 @@ def _site_impact(
     site = next(s for s in world.sites if s.code == code)
     orders = demand.orders_per_hour.by_hour_of_week
     eligible = tuple(sum(r.eligible[h] for r in regions) for h in range(HOURS_PER_WEEK))
-    absorbed_share = tuple(min(1.0, a / o) if o > 0 else 0.0 for a, o in zip(plan.absorbed, orders, strict=True))
+    absorbed_share = tuple(
+        min(1.0, a / o) if o > 0 else 0.0 for a, o in zip(plan.absorbed, orders, strict=True)
+    )
     losses = loss_curve(
         LossInputs(
             orders=orders,

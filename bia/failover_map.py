@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from control_plane.domain import Region, Site
-
 from bia.frame import HOURS_PER_WEEK, Period
 from bia.geo import backup_preference, eta_hours, fulfilment_cost
 from bia.params import BiaParams
 from bia.results import FailoverCapacity, FailoverRoute
+from control_plane.domain import Region, Site
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,8 @@ def plan_failover(
                 taken[(r.region, b)][h] += take
     extra = {
         (r.region, b.code): (
-            eta_hours(b, region_by_code[r.region], params) - eta_hours(site, region_by_code[r.region], params),
+            eta_hours(b, region_by_code[r.region], params)
+            - eta_hours(site, region_by_code[r.region], params),
             fulfilment_cost(b, region_by_code[r.region], params)
             - fulfilment_cost(site, region_by_code[r.region], params),
         )
@@ -130,10 +130,16 @@ def _routes(
                 transit, cost = extra[(r.region, b.code)]
                 out.append(
                     FailoverRoute(
-                        site.code, r.region, b.code, served, served / demand, transit, cost,
+                        site.code,
+                        r.region,
+                        b.code,
+                        served,
+                        served / demand,
+                        transit,
+                        cost,
                         transit > params.promise_slack_hours,
                     )
-                )  # fmt: skip
+                )
         waiting = demand - sum(mean[(r.region, b.code)] for b in backups)
         if waiting > 1e-9:
             out.append(FailoverRoute(site.code, r.region, None, waiting, waiting / demand, None, None, False))
@@ -170,5 +176,3 @@ def _capacity(
         if first.peak_utilisation >= 1.0:
             rows = [replace(r, runs_out_first=True) if r is first else r for r in rows]
     return tuple(rows)
-
-

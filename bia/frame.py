@@ -13,9 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from control_plane.domain import FieldError, InvalidInput, World
-
 from bia.params import BiaParams
+from control_plane.domain import FieldError, InvalidInput, World
 
 HISTORY_COLUMNS = (
     "order_id",
@@ -112,7 +111,7 @@ def _require_columns(columns: list[str], source: str) -> None:
     missing = [c for c in HISTORY_COLUMNS if c not in columns]
     if missing:
         raise InvalidInput(
-            f"{source}: missing column(s) {', '.join(missing)}; need {', '.join(HISTORY_COLUMNS)}",
+            f"{source}: missing column(s) {', '.join(missing)}; found {', '.join(columns[:12]) or 'none'}",
             [FieldError(f"{source}.{c}", "missing column") for c in missing],
         )
 
@@ -163,8 +162,10 @@ def hour_of_week(local_hour: int) -> int:
     return ((local_hour // 24 + 3) % 7) * 24 + local_hour % 24
 
 
-def _hour_of_week_expr(local_hour: pl.Expr) -> pl.Expr:
-    return (local_hour // 24 + 3) % 7 * 24 + local_hour % 24
+def hour_of_week_expr(slot: pl.Expr, period: Period) -> pl.Expr:
+    """The hour of the week of a slot column (see hour_of_week)."""
+    local_hour = slot.cast(pl.Int64) + period.start_hour
+    return ((local_hour // 24 + 3) % 7 * 24 + local_hour % 24).cast(pl.Int32)
 
 
 def make_period(first_hour: int, last_hour: int, params: BiaParams) -> Period:
@@ -184,7 +185,7 @@ def make_period(first_hour: int, last_hour: int, params: BiaParams) -> Period:
 
 
 def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tuple[pl.DataFrame, Period]:
-    """Check the history against the world and add revenue, slot and hour of the week."""
+    """Check the history against the world; add revenue and the slot (local hours since the period start)."""
     sites = {s.code for s in world.sites}
     regions = {r.code for r in world.regions}
     errors: list[FieldError] = []
@@ -192,7 +193,9 @@ def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tup
         unknown = sorted(set(history[column].unique().to_list()) - known)
         if unknown:
             shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            errors.append(FieldError(f"history.{column}", f"unknown {what}(s) not in world {world.name!r}: {shown}"))
+            errors.append(
+                FieldError(f"history.{column}", f"unknown {what}(s) not in world {world.name!r}: {shown}")
+            )
     if errors:
         raise InvalidInput(f"order history: {errors[0].message}", errors)
     local = local_hours(history["placed_at"], params)
@@ -208,6 +211,5 @@ def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tup
             slot=slot.cast(pl.Int32),
         )
         .filter((pl.col("slot") >= 0) & (pl.col("slot") < period.hours))
-        .with_columns(how=_hour_of_week_expr(pl.col("slot") + period.start_hour).cast(pl.Int32))
     )
     return lines, period

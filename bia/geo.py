@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from control_plane.domain import GeoPoint, Region, Site, World
-
 from bia.params import BiaParams
+from control_plane.domain import GeoPoint, Region, Site, World
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -26,7 +25,9 @@ def eta_hours(site: Site, region: Region, params: BiaParams) -> float:
 
 def fulfilment_cost(site: Site, region: Region, params: BiaParams) -> float:
     """Cost of one order shipped from `site` to `region`: the site's handling plus line-haul by km."""
-    return float(site.cost_per_order) + params.transit_cost_per_km * haversine_km(site.location, region.centroid)
+    return float(site.cost_per_order) + params.transit_cost_per_km * haversine_km(
+        site.location, region.centroid
+    )
 
 
 def home_sites(world: World) -> dict[str, list[tuple[str, float]]]:

@@ -20,9 +20,8 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pyarrow.compute as pc
 
-from control_plane.domain import InvalidInput, World
-
 from bia.geo import haversine_km, home_sites
+from control_plane.domain import InvalidInput, World
 
 # Share of the total fulfilment capacity used on an average hour: with the evening peak and the
 # sale day on top, the busiest hours reach the limit of some sites, which is what a BIA must see.

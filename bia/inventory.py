@@ -1,4 +1,4 @@
-"""Critical inventory: ABC ranking, what backups lack to cover a site, pre-positioning, single points of failure.
+"""Critical inventory: ABC ranking, what backups lack, pre-positioning, single points of failure.
 
 All inputs are small aggregates (SKUs x sites), so plain Python over them is clearer than frames.
 """
@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from control_plane.domain import World
-
 from bia.params import BiaParams
 from bia.results import Pareto, PrepositionLine, SkuRank, Spof
+from control_plane.domain import World
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,9 @@ def abc_classes(values: dict[str, float], params: BiaParams) -> dict[str, str]:
             out[key] = "C"
             continue
         share_before = before / total
-        out[key] = "A" if share_before < params.abc_a_share else "B" if share_before < params.abc_b_share else "C"
+        out[key] = (
+            "A" if share_before < params.abc_a_share else "B" if share_before < params.abc_b_share else "C"
+        )
         before += values[key]
     return out
 

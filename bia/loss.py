@@ -19,6 +19,7 @@ hour-of-week means, so the loss grows with D by construction (every per-hour cos
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 from bia.frame import HOURS_PER_WEEK
@@ -40,7 +41,7 @@ class LossInputs:
 
 
 class _Window:
-    """Sums of a periodic hourly series over [s, s + length), fractional lengths included."""
+    """Sums of a periodic hourly series over [s, s + length) for every start hour s of the week."""
 
     def __init__(self, hourly: list[float], max_hours: float) -> None:
         self.hourly = hourly
@@ -49,12 +50,17 @@ class _Window:
         for i in range(span):
             self.prefix[i + 1] = self.prefix[i] + hourly[i % HOURS_PER_WEEK]
 
-    def _at(self, t: float) -> float:
-        whole = int(t)
-        return self.prefix[whole] + (t - whole) * self.hourly[whole % HOURS_PER_WEEK]
-
-    def sum(self, start: int, length: float) -> float:
-        return self._at(start + length) - self._at(start) if length > 0 else 0.0
+    def sums(self, length: float) -> list[float]:
+        if length <= 0:
+            return [0.0] * HOURS_PER_WEEK
+        whole = int(length)
+        frac = length - whole
+        prefix, hourly = self.prefix, self.hourly
+        # Starts are whole hours, so the end's fractional part is `frac` for every start.
+        return [
+            prefix[s + whole] + frac * hourly[(s + whole) % HOURS_PER_WEEK] - prefix[s]
+            for s in range(HOURS_PER_WEEK)
+        ]
 
 
 def loss_curve(inputs: LossInputs, params: BiaParams) -> tuple[LossPoint, ...]:
@@ -77,62 +83,72 @@ def loss_curve(inputs: LossInputs, params: BiaParams) -> tuple[LossPoint, ...]:
     }
     win = {name: _Window(values, longest) for name, values in series.items()}
     weights = list(inputs.weights) if sum(inputs.weights) > 0 else [1] * HOURS_PER_WEEK
-    total_weight = sum(weights)
-    margin_rate = params.gross_margin * params.cancel_probability
-    churn_value = params.churn_probability * params.customer_lifetime_value
+    cost = _Costs(
+        params.late_order_cost,
+        params.gross_margin * params.cancel_probability,
+        params.churn_probability * params.customer_lifetime_value,
+    )
     points: list[LossPoint] = []
     for duration in params.loss_durations_hours:
         late_len = max(0.0, duration - params.promise_slack_hours)
-        wait_rows, best_rows = [], []
-        for s in h:
-            def sums(name: str, length: float, s: int = s) -> float:
-                return win[name].sum(s, length)
 
-            affected, at_risk = sums("o", duration), sums("v", duration)
-            late = (sums("o", late_len), sums("v", late_len), sums("c", late_len))
-            wait = _row(affected, at_risk, late, 0.0, params.late_order_cost, margin_rate, churn_value)
-            moved = (
-                sums("o_held", late_len) + sums("o_late_moved", duration),
-                sums("v_held", late_len) + sums("v_late_moved", duration),
-                sums("c_held", late_len) + sums("c_late_moved", duration),
-            )
-            fail = _row(
-                affected,
-                sums("v_held", duration),
-                moved,
-                sums("reroute", duration),
-                params.late_order_cost,
-                margin_rate,
-                churn_value,
-            )
-            wait_rows.append(wait)
-            best_rows.append(fail if fail[-1] < wait[-1] else wait)
-        points.append(_point(duration, False, wait_rows, weights, total_weight))
-        points.append(_point(duration, True, best_rows, weights, total_weight))
+        def over(name: str, length: float) -> list[float]:
+            return win[name].sums(length)
+
+        affected = over("o", duration)
+        wait = cost.components(
+            affected, over("v", duration), over("o", late_len), over("v", late_len), over("c", late_len), None
+        )
+        fail = cost.components(
+            affected,
+            over("v_held", duration),
+            _add(over("o_held", late_len), over("o_late_moved", duration)),
+            _add(over("v_held", late_len), over("v_late_moved", duration)),
+            _add(over("c_held", late_len), over("c_late_moved", duration)),
+            over("reroute", duration),
+        )
+        # Per start hour, the operator fails over only if that costs less than waiting.
+        best = [
+            [f[s] if fail[-1][s] < wait[-1][s] else w[s] for s in h] for w, f in zip(wait, fail, strict=True)
+        ]
+        points.append(_point(duration, False, wait, weights))
+        points.append(_point(duration, True, best, weights))
     return tuple(points)
 
 
-def _row(
-    affected: float,
-    at_risk: float,
-    late: tuple[float, float, float],
-    reroute: float,
-    late_order_cost: float,
-    margin_rate: float,
-    churn_value: float,
-) -> tuple[float, ...]:
-    late_orders, late_revenue, late_customers = late
-    margin = margin_rate * late_revenue
-    late_cost = late_order_cost * late_orders
-    churn = churn_value * late_customers
-    return (affected, at_risk, late_orders, margin, late_cost, churn, reroute, margin + late_cost + churn + reroute)
+def _add(x: list[float], y: list[float]) -> list[float]:
+    return [p + q for p, q in zip(x, y, strict=True)]
 
 
-def _point(
-    duration: float, failover: bool, rows: list[tuple[float, ...]], weights: list[int], total_weight: int
-) -> LossPoint:
-    expected = [sum(w * row[i] for w, row in zip(weights, rows, strict=True)) / total_weight for i in range(8)]
-    worst = max(range(HOURS_PER_WEEK), key=lambda s: (rows[s][-1], -s))
+@dataclass(frozen=True, slots=True)
+class _Costs:
+    late_order_cost: float
+    margin_rate: float  # gross margin x cancel probability: margin lost per unit of late revenue
+    churn_value: float  # churn probability x customer lifetime value: per late customer
+
+    def components(
+        self,
+        affected: list[float],
+        at_risk: list[float],
+        late_orders: list[float],
+        late_revenue: list[float],
+        late_customers: list[float],
+        reroute: list[float] | None,
+    ) -> list[list[float]]:
+        """Per start hour: affected, at risk, late orders, lost margin, late cost, churn, reroute, total."""
+        margin = [self.margin_rate * x for x in late_revenue]
+        late = [self.late_order_cost * x for x in late_orders]
+        churn = [self.churn_value * x for x in late_customers]
+        moved = reroute if reroute is not None else [0.0] * HOURS_PER_WEEK
+        total = [m + lc + ch + r for m, lc, ch, r in zip(margin, late, churn, moved, strict=True)]
+        return [affected, at_risk, late_orders, margin, late, churn, moved, total]
+
+
+def _point(duration: float, failover: bool, components: list[list[float]], weights: list[int]) -> LossPoint:
+    total_weight = sum(weights)
+    expected = [sum(map(operator.mul, weights, values)) / total_weight for values in components]
+    totals = components[-1]
+    worst = max(range(HOURS_PER_WEEK), key=lambda s: (totals[s], -s))
     return LossPoint(
         duration_hours=duration,
         failover=failover,
@@ -144,7 +160,7 @@ def _point(
         churn_cost=expected[5],
         reroute_cost=expected[6],
         total=expected[7],
-        worst_start_total=rows[worst][-1],
+        worst_start_total=totals[worst],
         worst_start_hour_of_week=worst,
     )
 
@@ -172,6 +188,8 @@ def tier_for(rto_hours: float, params: BiaParams) -> int:
 def recommend_rpo(peak_orders_per_hour: float, params: BiaParams) -> int:
     """The longest candidate window of order data whose loss at the peak hour's rate stays tolerable."""
     tolerable = [
-        s for s in params.rpo_candidates_seconds if peak_orders_per_hour * s / 3600 <= params.rpo_max_orders_lost
+        s
+        for s in params.rpo_candidates_seconds
+        if peak_orders_per_hour * s / 3600 <= params.rpo_max_orders_lost
     ]
     return max(tolerable) if tolerable else min(params.rpo_candidates_seconds)

@@ -22,7 +22,7 @@ class BiaParams:
     churn_probability: float = 0.05  # chance a customer with a late delivery never comes back
     customer_lifetime_value: float = 300_000.0
     cancel_probability: float = 0.2  # chance a late order is cancelled, losing its margin
-    promise_slack_hours: float = 2.0  # delay an order absorbs before its delivery promise slips
+    promise_slack_hours: float = 4.0  # delay an order absorbs before its delivery promise slips
     outage_durations_hours: tuple[float, ...] = (1.0, 4.0, 24.0, 72.0)
     loss_tolerance: float = 50_000_000.0  # loss one outage may cost before it hurts: sets the RTO
     rto_candidates_hours: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0, 168.0)

@@ -32,6 +32,9 @@ class Scope:
         return pl.col("site").is_in(sorted(self.sites)) | pl.col("channel").is_in(sorted(self.channels))
 
 
+EVERYTHING = Scope(True, frozenset(), frozenset())
+
+
 def integration_scope(integration: Integration, world: World) -> Scope:
     """The effective scope: its own scope plus every site that depends on it."""
     site_codes = {s.code for s in world.sites}
@@ -53,11 +56,23 @@ class Coverage:
     fallback: Scope
 
     @property
+    def effective(self) -> Scope | None:
+        """The covered lines as a plain scope when one side covers everything, else None."""
+        if self.fallback.everything:
+            return self.scope
+        if self.scope.everything:
+            return self.fallback
+        return None
+
+    @property
     def key(self) -> str:
-        return f"{self.scope.key}|{self.fallback.key}"
+        # Same lines, same key: a fallback serving everything covers exactly the integration's scope.
+        plain = self.effective
+        return plain.key if plain is not None else f"{self.scope.key}&{self.fallback.key}"
 
     def expr(self) -> pl.Expr:
-        return self.scope.expr() & self.fallback.expr()
+        plain = self.effective
+        return plain.expr() if plain is not None else self.scope.expr() & self.fallback.expr()
 
 
 def fallback_coverage(integration: Integration, world: World) -> Coverage | None:

@@ -61,7 +61,10 @@ def prepare_database(url: str, world: World) -> dict[str, str]:
         now = datetime.now(UTC)
         with make_session_factory(engine).begin() as s:
             save_world(s, world, now)
-            return {role: tokens.create_token(s, f"test-{role}-{time.time_ns()}", role, now) for role in tokens.ROLES}
+            return {
+                role: tokens.create_token(s, f"test-{role}-{time.time_ns()}", role, now)
+                for role in tokens.ROLES
+            }
     finally:
         engine.dispose()
 

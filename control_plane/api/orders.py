@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,7 +10,8 @@ from sqlalchemy import select
 
 from control_plane.api.deps import Ctx, Ingest, SessionDep, Viewer
 from control_plane.api.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
-from control_plane.domain import NotFound, OrderStatus
+from control_plane.domain import NotFound, OrderRequest, OrderStatus
+from control_plane.orderflow.pipeline import Trace
 from control_plane.orderflow.validate import check_against_world
 from control_plane.store import orders as repo
 from control_plane.store.tables import OrderRow
@@ -48,6 +50,33 @@ def order_out(session: SessionDep, order_id: str) -> OrderOut:
     )
 
 
+def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
+    """The answer to a new order, from what the pipeline just did (no second read)."""
+    stamps = [a.at for a in trace.attempts] or [req.placed_at]
+    return OrderOut(
+        id=order_id,
+        channel=req.channel,
+        external_id=req.external_id,
+        status=trace.status.value,
+        site=trace.site,
+        dc_ref=trace.dc_ref,
+        eta=trace.eta,
+        placed_at=req.placed_at,
+        promised_by=req.promised_by,
+        delayed=trace.eta is not None and trace.eta > req.promised_by,
+        total=sum((li.unit_price * li.qty for li in req.lines), Decimal(0)),
+        customer_id=req.customer.id,
+        ship_region=req.ship_to.region,
+        lines=[LineOut(sku=li.sku, qty=li.qty, unit_price=li.unit_price) for li in req.lines],
+        attempts=[
+            AttemptOut(at=a.at, site=a.site, outcome=a.outcome, reason=a.reason, latency_ms=a.latency_ms)
+            for a in trace.attempts
+        ],
+        created_at=stamps[0],
+        updated_at=stamps[-1],
+    )
+
+
 @router.post(
     "",
     status_code=201,
@@ -62,8 +91,11 @@ def post_order(body: OrderIn, ctx: Ctx, _: Ingest, response: Response) -> OrderO
     req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
     check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
     result = ctx.pipeline.submit(req)
-    with ctx.sessions() as s:
-        out = order_out(s, result.order_id)
+    if result.trace is not None:
+        out = _from_trace(result.order_id, req, result.trace)
+    else:
+        with ctx.sessions() as s:
+            out = order_out(s, result.order_id)
     if not result.created:
         response.status_code = 200
     elif out.status == OrderStatus.HELD.value:

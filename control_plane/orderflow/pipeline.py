@@ -18,7 +18,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,7 @@ from control_plane.store import orders as repo
 from control_plane.store.tables import OrderRow
 from failover.backoff import retry_delay_s
 from failover.breakers import BreakerBoard
-from failover.dispatch import DcClient, dispatch_once
+from failover.dispatch import DcClient, DispatchResult, dispatch_once
 from failover.eta import EtaModel
 from failover.routing import Candidate, rank_candidates
 
@@ -57,25 +57,46 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptNote:
+    at: datetime
+    site: str | None
+    outcome: str
+    reason: str
+    latency_ms: float | None
+
+
+@dataclass
+class Trace:
+    """What one call did to an order, kept in memory so the answer needs no second read."""
+
+    status: OrderStatus = OrderStatus.RECEIVED
+    site: str | None = None
+    dc_ref: str | None = None
+    eta: datetime | None = None
+    attempts: list[AttemptNote] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitResult:
     order_id: str
     created: bool  # False: a repeat of an order we already had; nothing was dispatched
+    trace: Trace | None = None  # set when created
 
 
-def order_payload(order_id: str, row: OrderRow, lines: Sequence[OrderLine]) -> dict[str, Any]:
+def order_payload(order_id: str, req: OrderRequest) -> dict[str, Any]:
     """The body of `POST {wms_url}/orders` (DESIGN §4)."""
     return {
         "order_id": order_id,
-        "channel": row.channel,
-        "external_id": row.external_id,
-        "promised_by": row.promised_by.isoformat(),
+        "channel": req.channel,
+        "external_id": req.external_id,
+        "promised_by": req.promised_by.isoformat(),
         "ship_to": {
-            "region": row.ship_region,
-            "postal_code": row.ship_postal_code,
-            "lat": row.ship_lat,
-            "lon": row.ship_lon,
+            "region": req.ship_to.region,
+            "postal_code": req.ship_to.postal_code,
+            "lat": req.ship_to.lat,
+            "lon": req.ship_to.lon,
         },
-        "lines": [{"sku": li.sku, "qty": li.qty} for li in lines],
+        "lines": [{"sku": li.sku, "qty": li.qty} for li in req.lines],
     }
 
 
@@ -105,10 +126,6 @@ class OrderPipeline:
 
     def submit(self, req: OrderRequest) -> SubmitResult:
         """Store, route and dispatch one order; a repeat of (channel, external_id) does nothing."""
-        with self._sessions() as s:
-            existing = repo.find_by_key(s, req.channel, req.external_id)
-            if existing is not None:
-                return SubmitResult(existing.id, created=False)
         order_id = str(uuid.uuid4())
         now = self._clock()
         # the snapshot may refresh from the database: take it before our transaction, since on
@@ -116,42 +133,68 @@ class OrderPipeline:
         sites = self._sites.snapshot()
         try:
             with self._metrics.routing_seconds.time(), self._sessions.begin() as s:
-                first, rest = self._route_new(s, order_id, req, sites, now)
+                existing = repo.find_id_by_key(s, req.channel, req.external_id)
+                if existing is not None:
+                    return SubmitResult(existing, created=False)
+                trace = Trace()
+                first, rest = self._route_new(s, trace, order_id, req, sites, now)
         except IntegrityError:
             # the same key raced us to the insert: answer with the winner's order
             with self._sessions() as s:
-                winner = repo.find_by_key(s, req.channel, req.external_id)
+                winner = repo.find_id_by_key(s, req.channel, req.external_id)
             if winner is None:
                 raise
-            return SubmitResult(winner.id, created=False)
+            return SubmitResult(winner, created=False)
         self._metrics.orders_received.labels(req.channel).inc()
         if first is not None:
-            self._dispatch_chain(order_id, first, rest, list(req.lines))
-        return SubmitResult(order_id, created=True)
+            payload = order_payload(order_id, req)
+            self._dispatch_chain(trace, order_id, payload, first, rest, list(req.lines))
+        return SubmitResult(order_id, created=True, trace=trace)
 
     def _route_new(
-        self, s: Session, order_id: str, req: OrderRequest, sites: list[SiteState], now: datetime
+        self,
+        s: Session,
+        trace: Trace,
+        order_id: str,
+        req: OrderRequest,
+        sites: list[SiteState],
+        now: datetime,
     ) -> tuple[Candidate | None, list[Candidate]]:
         stock = repo.available_stock(s, (li.sku for li in req.lines))
         decision = rank_candidates(req, sites, stock, now, self._eta)
         first, rest, lost = self._reserve_first(s, decision.candidates, list(req.lines))
         lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
         if first is None:
-            row = repo.insert_order(
-                s, order_id, req, OrderStatus.HELD, None, None, now, self._held_until(now, 1)
+            held_until = self._held_until(now, 1)
+            repo.insert_order(
+                s, order_id, req, OrderStatus.HELD, None, None, now, held_until, attempts_count=1
             )
-            s.flush()
-            repo.add_attempt(s, order_id, None, "held", f"no DC can take it: {decision.summary()}", now)
-            row.attempts_count = 1
+            self._note(s, trace, order_id, None, "held", f"no DC can take it: {decision.summary()}", now)
+            trace.status = OrderStatus.HELD
         else:
             repo.insert_order(s, order_id, req, OrderStatus.ROUTED, first.site, first.eta, now, lease)
-            s.flush()
             self._sites.note_routed(first.site)
+            trace.status, trace.site, trace.eta = OrderStatus.ROUTED, first.site, first.eta
         for site in lost:
-            repo.add_attempt(
-                s, order_id, site, AttemptOutcome.NO_STOCK, "stock taken by a concurrent order", now
+            self._note(
+                s, trace, order_id, site, AttemptOutcome.NO_STOCK, "stock taken by a concurrent order", now
             )
         return first, rest
+
+    @staticmethod
+    def _note(
+        s: Session,
+        trace: Trace,
+        order_id: str,
+        site: str | None,
+        outcome: AttemptOutcome | str,
+        reason: str,
+        now: datetime,
+        latency_ms: float | None = None,
+    ) -> None:
+        """Store one attempt and remember it for the answer."""
+        repo.add_attempt(s, order_id, site, outcome, reason, now, latency_ms)
+        trace.attempts.append(AttemptNote(now, site, str(outcome), reason, latency_ms))
 
     def _reserve_first(
         self, s: Session, candidates: Sequence[Candidate], lines: list[OrderLine]
@@ -172,7 +215,9 @@ class OrderPipeline:
 
     def _dispatch_chain(
         self,
+        trace: Trace,
         order_id: str,
+        payload: dict[str, Any],
         first: Candidate,
         rest: list[Candidate],
         lines: list[OrderLine],
@@ -182,52 +227,58 @@ class OrderPipeline:
         current: Candidate | None = first
         origin = origin or first.site
         while current is not None:
-            with self._sessions() as s:
-                row = repo.get_order(s, order_id)
-                assert row is not None
-                payload = order_payload(order_id, row, lines)
             site = self._sites.site(current.site)
             result = dispatch_once(self._board, self._client, site, payload)
             if result.latency_ms is not None:
                 self._metrics.dispatch_seconds.labels(site.code).observe(result.latency_ms / 1000)
             now = self._clock()
+            if result.outcome is AttemptOutcome.ACCEPTED:
+                self._record_accepted(trace, order_id, site.code, result, now)
+                reason = "primary" if site.code == origin else "rerouted"
+                self._metrics.orders_routed.labels(site.code, reason).inc()
+                if site.code != origin:
+                    self._metrics.orders_rerouted.labels(origin, site.code).inc()
+                return
             with self._sessions.begin() as s:
                 row = repo.get_order(s, order_id, for_update=True)
                 assert row is not None
-                repo.add_attempt(
-                    s, order_id, site.code, result.outcome, result.reason, now, result.latency_ms
+                self._note(
+                    s, trace, order_id, site.code, result.outcome, result.reason, now, result.latency_ms
                 )
                 row.attempts_count += 1
                 row.updated_at = now
-                if result.outcome is AttemptOutcome.ACCEPTED:
-                    row.status, row.dc_ref, row.next_attempt_at = (
-                        OrderStatus.ACCEPTED.value,
-                        result.dc_ref,
-                        None,
-                    )
-                    reason = "primary" if site.code == origin else "rerouted"
-                    self._metrics.orders_routed.labels(site.code, reason).inc()
-                    if site.code != origin:
-                        self._metrics.orders_rerouted.labels(origin, site.code).inc()
-                    return
                 repo.release(s, site.code, lines)
                 if result.needs_cancel:
                     repo.add_cancel(s, order_id, site.code, f"left after: {result.reason}", now)
                 current, rest, lost = self._next_candidate(s, rest, lines)
                 for lost_site in lost:
-                    repo.add_attempt(
-                        s, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                    self._note(
+                        s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
                     )
                 if current is None:
                     row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
                     row.next_attempt_at = self._held_until(now, row.attempts_count)
-                    repo.add_attempt(s, order_id, None, "held", "every candidate DC failed or refused", now)
+                    self._note(s, trace, order_id, None, "held", "every candidate DC failed or refused", now)
+                    trace.status, trace.site, trace.eta = OrderStatus.HELD, None, None
                     log.warning("order held", extra={"order_id": order_id, "last_site": site.code})
                 else:
                     row.status, row.site, row.eta = OrderStatus.ROUTED.value, current.site, current.eta
                     row.routed_at = now
                     row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+                    trace.status, trace.site, trace.eta = OrderStatus.ROUTED, current.site, current.eta
                     self._sites.note_routed(current.site)
+
+    def _record_accepted(
+        self, trace: Trace, order_id: str, site: str, result: DispatchResult, now: datetime
+    ) -> None:
+        """Mark the order accepted, unless it was moved meanwhile: then the DC's copy is owed a cancel."""
+        with self._sessions.begin() as s:
+            self._note(s, trace, order_id, site, result.outcome, result.reason, now, result.latency_ms)
+            if repo.mark_accepted(s, order_id, site, result.dc_ref or "", now):
+                trace.status, trace.dc_ref = OrderStatus.ACCEPTED, result.dc_ref
+            else:
+                repo.add_cancel(s, order_id, site, "accepted after the order had moved on", now)
+                log.warning("late acceptance cancelled", extra={"order_id": order_id, "site": site})
 
     def _next_candidate(
         self, s: Session, rest: list[Candidate], lines: list[OrderLine]
@@ -257,6 +308,7 @@ class OrderPipeline:
     def _retry(self, order_id: str, status: str, site: str | None) -> None:
         now = self._clock()
         sites = self._sites.snapshot()  # before the transaction, as in submit()
+        trace = Trace()
         with self._sessions.begin() as s:
             row = repo.get_order(s, order_id, for_update=True)
             if row is None or row.status != status:
@@ -275,8 +327,8 @@ class OrderPipeline:
             else:
                 first_c, rest, lost = self._reserve_first(s, decision.candidates, lines)
                 for lost_site in lost:
-                    repo.add_attempt(
-                        s, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                    self._note(
+                        s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
                     )
                 if first_c is None:
                     row.attempts_count += 1
@@ -291,7 +343,8 @@ class OrderPipeline:
                 )
                 row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
                 self._sites.note_routed(first.site)
-        self._dispatch_chain(order_id, first, rest, lines, origin=origin or first.site)
+        payload = order_payload(order_id, req)
+        self._dispatch_chain(trace, order_id, payload, first, rest, lines, origin=origin or first.site)
 
 
 def _request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:

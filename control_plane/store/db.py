@@ -27,7 +27,9 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
     if u.drivername == "postgresql":
         # plain postgresql:// means psycopg2 to SQLAlchemy (DESIGN §12); we ship psycopg 3
         u = u.set(drivername="postgresql+psycopg")
-    return create_engine(u, pool_size=pool_size, max_overflow=pool_size // 2, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip per checkout on the intake path (several per order).
+    # A connection broken by a database restart fails one request, and the pool then replaces it.
+    return create_engine(u, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=1800)
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from control_plane.domain import AttemptOutcome, OrderLine, OrderRequest, OrderStatus
@@ -19,10 +19,72 @@ from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, Rout
 LIVE_AT_DC = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value)
 
 
+# The intake hot path runs prebuilt statements with bound parameters: SQLAlchemy compiles and
+# caches each once, instead of building (and cache-keying) a fresh statement for every order.
+_orders, _lines, _attempts, _stock = (
+    OrderRow.__table__,
+    OrderLineRow.__table__,
+    RouteAttemptRow.__table__,
+    StockRow.__table__,
+)
+_FIND_ID = select(_orders.c.id).where(
+    _orders.c.channel == bindparam("p_channel"), _orders.c.external_id == bindparam("p_external_id")
+)
+_MARK_ACCEPTED = (
+    update(_orders)
+    .where(
+        _orders.c.id == bindparam("p_id"),
+        _orders.c.site == bindparam("p_site"),
+        _orders.c.status == OrderStatus.ROUTED.value,
+    )
+    .values(
+        status=OrderStatus.ACCEPTED.value,
+        dc_ref=bindparam("p_dc_ref"),
+        next_attempt_at=None,
+        attempts_count=_orders.c.attempts_count + 1,
+        updated_at=bindparam("p_now"),
+    )
+)
+_INSERT_ORDER = insert(_orders)
+_INSERT_LINES = insert(_lines)
+_INSERT_ATTEMPT = insert(_attempts)
+_AVAILABLE = select(_stock.c.site, _stock.c.sku, _stock.c.on_hand - _stock.c.reserved).where(
+    _stock.c.sku.in_(bindparam("p_skus", expanding=True))
+)
+_RESERVE = (
+    update(_stock)
+    .where(
+        _stock.c.site == bindparam("p_site"),
+        _stock.c.sku == bindparam("p_sku"),
+        _stock.c.on_hand - _stock.c.reserved >= bindparam("p_qty"),
+    )
+    .values(reserved=_stock.c.reserved + bindparam("p_qty"))
+)
+_RELEASE = (
+    update(_stock)
+    .where(_stock.c.site == bindparam("p_site"), _stock.c.sku == bindparam("p_sku"))
+    .values(reserved=_stock.c.reserved - bindparam("p_qty"))
+)
+
+
 def find_by_key(session: Session, channel: str, external_id: str) -> OrderRow | None:
     return session.scalar(
         select(OrderRow).where(OrderRow.channel == channel, OrderRow.external_id == external_id)
     )
+
+
+def find_id_by_key(session: Session, channel: str, external_id: str) -> str | None:
+    return (
+        session.connection().execute(_FIND_ID, {"p_channel": channel, "p_external_id": external_id}).scalar()
+    )
+
+
+def mark_accepted(session: Session, order_id: str, site: str, dc_ref: str, now: datetime) -> bool:
+    """Record a DC's acknowledgement; False when the order is no longer routed to that site."""
+    res = session.connection().execute(
+        _MARK_ACCEPTED, {"p_id": order_id, "p_site": site, "p_dc_ref": dc_ref, "p_now": now}
+    )
+    return res.rowcount == 1
 
 
 def get_order(session: Session, order_id: str, for_update: bool = False) -> OrderRow | None:
@@ -41,40 +103,45 @@ def insert_order(
     eta: datetime | None,
     now: datetime,
     next_attempt_at: datetime | None,
-) -> OrderRow:
-    row = OrderRow(
-        id=order_id,
-        channel=req.channel,
-        external_id=req.external_id,
-        customer_id=req.customer.id,
-        customer_name=req.customer.name,
-        customer_email=req.customer.email,
-        customer_phone=req.customer.phone,
-        customer_locale=req.customer.locale,
-        notify_via=req.customer.notify_via,
-        ship_region=req.ship_to.region,
-        ship_postal_code=req.ship_to.postal_code,
-        ship_lat=req.ship_to.lat,
-        ship_lon=req.ship_to.lon,
-        placed_at=req.placed_at,
-        promised_by=req.promised_by,
-        status=status.value,
-        site=site,
-        eta=eta,
-        total=sum((line.unit_price * line.qty for line in req.lines), Decimal(0)),
-        attempts_count=0,
-        next_attempt_at=next_attempt_at,
-        routed_at=now if site else None,
-        created_at=now,
-        updated_at=now,
+    attempts_count: int = 0,
+) -> None:
+    conn = session.connection()
+    conn.execute(
+        _INSERT_ORDER,
+        {
+            "id": order_id,
+            "channel": req.channel,
+            "external_id": req.external_id,
+            "customer_id": req.customer.id,
+            "customer_name": req.customer.name,
+            "customer_email": req.customer.email,
+            "customer_phone": req.customer.phone,
+            "customer_locale": req.customer.locale,
+            "notify_via": req.customer.notify_via,
+            "ship_region": req.ship_to.region,
+            "ship_postal_code": req.ship_to.postal_code,
+            "ship_lat": req.ship_to.lat,
+            "ship_lon": req.ship_to.lon,
+            "placed_at": req.placed_at,
+            "promised_by": req.promised_by,
+            "status": status.value,
+            "site": site,
+            "eta": eta,
+            "total": sum((line.unit_price * line.qty for line in req.lines), Decimal(0)),
+            "attempts_count": attempts_count,
+            "next_attempt_at": next_attempt_at,
+            "routed_at": now if site else None,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    session.add(row)
-    session.flush()  # the lines' foreign key needs the order row first (no ORM relationship here)
-    session.add_all(
-        OrderLineRow(order_id=order_id, line_no=i, sku=line.sku, qty=line.qty, unit_price=line.unit_price)
-        for i, line in enumerate(req.lines)
+    conn.execute(
+        _INSERT_LINES,
+        [
+            {"order_id": order_id, "line_no": i, "sku": li.sku, "qty": li.qty, "unit_price": li.unit_price}
+            for i, li in enumerate(req.lines)
+        ],
     )
-    return row
 
 
 def order_lines(session: Session, order_id: str) -> list[OrderLine]:
@@ -98,24 +165,23 @@ def add_attempt(
     now: datetime,
     latency_ms: float | None = None,
 ) -> None:
-    session.add(
-        RouteAttemptRow(
-            order_id=order_id,
-            at=now,
-            site=site,
-            outcome=str(outcome),
-            reason=reason[:2000],
-            latency_ms=latency_ms,
-        )
+    session.connection().execute(
+        _INSERT_ATTEMPT,
+        {
+            "order_id": order_id,
+            "at": now,
+            "site": site,
+            "outcome": str(outcome),
+            "reason": reason[:2000],
+            "latency_ms": latency_ms,
+        },
     )
 
 
 def available_stock(session: Session, skus: Iterable[str]) -> dict[tuple[str, str], int]:
     """Units free to reserve, per (site, sku), for the given SKUs at every site."""
-    stmt = select(StockRow.site, StockRow.sku, StockRow.on_hand - StockRow.reserved).where(
-        StockRow.sku.in_(sorted(set(skus)))
-    )
-    return {(site, sku): int(avail) for site, sku, avail in session.execute(stmt)}
+    rows = session.connection().execute(_AVAILABLE, {"p_skus": sorted(set(skus))})
+    return {(site, sku): int(avail) for site, sku, avail in rows}
 
 
 def _per_sku(lines: Sequence[OrderLine]) -> list[tuple[str, int]]:
@@ -128,14 +194,10 @@ def _per_sku(lines: Sequence[OrderLine]) -> list[tuple[str, int]]:
 
 def reserve(session: Session, site: str, lines: Sequence[OrderLine]) -> bool:
     """Reserve every line at `site`, all or nothing; False when a line lacks free units."""
+    conn = session.connection()
     done: list[tuple[str, int]] = []
     for sku, qty in _per_sku(lines):
-        res = session.execute(
-            update(StockRow)
-            .where(StockRow.site == site, StockRow.sku == sku, StockRow.on_hand - StockRow.reserved >= qty)
-            .values(reserved=StockRow.reserved + qty)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+        if conn.execute(_RESERVE, {"p_site": site, "p_sku": sku, "p_qty": qty}).rowcount != 1:
             _release(session, site, done)
             return False
         done.append((sku, qty))
@@ -147,12 +209,9 @@ def release(session: Session, site: str, lines: Sequence[OrderLine]) -> None:
 
 
 def _release(session: Session, site: str, per_sku: Sequence[tuple[str, int]]) -> None:
+    conn = session.connection()
     for sku, qty in per_sku:
-        session.execute(
-            update(StockRow)
-            .where(StockRow.site == site, StockRow.sku == sku)
-            .values(reserved=StockRow.reserved - qty)
-        )
+        conn.execute(_RELEASE, {"p_site": site, "p_sku": sku, "p_qty": qty})
 
 
 def claim_due_orders(session: Session, now: datetime, limit: int) -> list[OrderRow]:

@@ -1,0 +1,1 @@
+"""Benchmarks (DESIGN §11): each prints one JSON object last."""

@@ -1,0 +1,239 @@
+"""bench/intake: orders/s and latency through POST /v1/orders on PostgreSQL, beside the box's ceiling.
+
+In one run, on a fresh PostgreSQL database:
+1. peak: wrk (C, closed loop, `--connections`) against `drctl serve --workers N` with the simulator
+   DCs behind it -> orders/s, p50/p99 at saturation;
+2. half rate: an open-loop generator at half that rate -> p50/p99 (latency from the scheduled send
+   time, so a stall is not hidden by the generator waiting);
+3. ceiling: the same wrk load against a minimal endpoint doing one insert + commit per request
+   (bench/ceiling.py) under the same server settings -> requests/s;
+ratio = peak orders/s / ceiling requests/s. Targets (issue 3): ratio >= 0.5, p99 <= 50 ms at half rate.
+
+Run: .venv/bin/python -m bench.intake [--seconds 15] [--workers 2] [--connections 32]
+Needs wrk (apt-get install wrk) and PostgreSQL on 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import yaml
+
+from bench.ports import free_port
+from chaos.order_stream import OrderFactory
+from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from control_plane.store import tokens
+from control_plane.store.db import make_engine, make_session_factory
+from control_plane.store.migrate import upgrade
+from control_plane.store.world import save_world
+from control_plane.worldfile import load_world_file
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"drctl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_world(tmp: Path) -> Path:
+    """The sample world on free ports with capacity and stock that a benchmark cannot exhaust."""
+    data = yaml.safe_load((ROOT / "examples/kr-retail/world.yaml").read_text())
+    data["simulator"]["admin_port"] = free_port()
+    for site in data["sites"]:
+        site["wms_url"] = f"http://127.0.0.1:{free_port()}"
+        site["capacity_per_hour"] *= 10_000
+    for integ in data["integrations"]:
+        integ["health_url"] = f"http://127.0.0.1:{free_port()}/health"
+    for per_sku in data["stock"].values():
+        for sku in per_sku:
+            per_sku[sku] *= 10_000
+    path = tmp / "world.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def server(argv: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/docs", timeout=1, trust_env=False).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not wait_until(lambda: up() or proc.poll() is not None, 60, 0.2) or proc.poll() is not None:
+            raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_wrk(
+    base: str, token: str, bodies: Path, seconds: float, connections: int, run: str
+) -> dict[str, Any]:
+    threads = min(2, connections)
+    argv = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
+        "-s", str(ROOT / "bench/wrk_orders.lua"), base,
+    ]  # fmt: skip
+    env = {**os.environ, "BODIES": str(bodies), "TOKEN": token, "RUN": run}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats["per_s"] = stats["requests"] / (stats["duration_us"] / 1e6)
+    return dict(stats)
+
+
+def open_loop(base: str, token: str, factory: OrderFactory, rate: float, seconds: float) -> dict[str, Any]:
+    """Send at a fixed rate regardless of answers; latency counted from the scheduled send time."""
+    total = max(1, int(rate * seconds))
+    start = time.perf_counter() + 0.5
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    bodies = [factory.order() for _ in range(total)]
+    next_index = iter(range(total))
+
+    def worker() -> None:
+        nonlocal errors
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                          trust_env=False) as http:  # fmt: skip
+            for i in next_index:
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                resp = http.post("/v1/orders", json=bodies[i])
+                took = time.perf_counter() - due
+                with lock:
+                    latencies.append(took)
+                    errors += resp.status_code >= 300
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {
+        "rate_per_s": round(rate, 1),
+        "requests": len(latencies),
+        "non_2xx": errors,
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+
+
+def prepare(url: str, world_path: Path) -> str:
+    world, _ = load_world_file(world_path)
+    engine = make_engine(url, pool_size=2)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with make_session_factory(engine).begin() as s:
+        save_world(s, world, now)
+        token = tokens.create_token(s, "bench", "ingest", now)
+    engine.dispose()
+    return token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/intake needs wrk: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="drctl-bench-"))
+    world_path = bench_world(tmp)
+    world, model = load_world_file(world_path)
+    factory = OrderFactory(world, seed=42)
+    bodies = tmp / "bodies.jsonl"
+    with bodies.open("w") as f:
+        for _ in range(500):
+            f.write(json.dumps(factory.order(external_id="__ID__")) + "\n")
+    result: dict[str, Any] = {"benchmark": "intake", "workers": args.workers, "connections": args.connections,
+                              "seconds": args.seconds, "database": "postgresql"}  # fmt: skip
+    serve_env = {"DRCTL_LOG_LEVEL": "WARNING", "DRCTL_DB_POOL_SIZE": "20"}
+    with fresh_database() as url, SimProcess(targets_from_world(world), model.simulator.admin_port):
+        token = prepare(url, world_path)
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ]
+        with server(argv, {**serve_env, "DRCTL_DATABASE_URL": url}, port, tmp / "drctl.log") as base:
+            log("warm-up ...")
+            run_wrk(base, token, bodies, 3, args.connections, "warm")
+            log(f"peak: wrk -c{args.connections} for {args.seconds:g}s ...")
+            peak = run_wrk(base, token, bodies, args.seconds, args.connections, "peak")
+            log(f"  {peak['per_s']:.0f} orders/s")
+            log(f"half rate: {peak['per_s'] / 2:.0f} orders/s open loop ...")
+            half = open_loop(base, token, factory, peak["per_s"] / 2, args.seconds)
+        with fresh_database() as ceiling_url:
+            port = free_port()
+            argv = [
+                sys.executable, "-m", "uvicorn", "bench.ceiling:create_ceiling_app", "--factory",
+                "--port", str(port), "--workers", str(args.workers), "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
+            with server(argv, {"DRCTL_DATABASE_URL": ceiling_url}, port, tmp / "ceiling.log") as base:
+                log("ceiling: one insert + commit per request ...")
+                run_wrk(base, token, bodies, 3, args.connections, "warm")
+                ceiling = run_wrk(base, token, bodies, args.seconds, args.connections, "ceiling")
+                log(f"  {ceiling['per_s']:.0f} requests/s")
+    result["peak"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in peak.items()}
+    result["half_rate"] = half
+    result["ceiling"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in ceiling.items()}
+    result["ratio"] = round(peak["per_s"] / ceiling["per_s"], 3)
+    result["targets"] = {"ratio": 0.5, "half_rate_p99_ms": 50}
+    result["meets_targets"] = result["ratio"] >= 0.5 and half["p99_ms"] <= 50
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
