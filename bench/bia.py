@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder would come first on sys.path and `import bia` would find
@@ -83,7 +84,7 @@ def ensure_history(cache: Path, lines: int) -> tuple[Path, Path, float | None]:
 # --- children: each prints one JSON line -----------------------------------------------------------
 
 
-def child_analysis(path: Path) -> dict[str, object]:
+def child_analysis(path: Path) -> dict[str, Any]:
     from bia.engine import run_bia
     from bia.export import write_outputs
     from bia.frame import read_history
@@ -103,7 +104,7 @@ def child_analysis(path: Path) -> dict[str, object]:
     }
 
 
-def child_core(path: Path) -> dict[str, object]:
+def child_core(path: Path) -> dict[str, Any]:
     import polars as pl
 
     from bia.demand import core_aggregation
@@ -124,7 +125,7 @@ def child_core(path: Path) -> dict[str, object]:
     }
 
 
-def child_duckdb(path: Path) -> dict[str, object]:
+def child_duckdb(path: Path) -> dict[str, Any]:
     import duckdb
 
     con = duckdb.connect()
@@ -143,15 +144,19 @@ def child_duckdb(path: Path) -> dict[str, object]:
 CHILDREN = {"analysis": child_analysis, "core": child_core, "duckdb": child_duckdb}
 
 
-def run_child(kind: str, path: Path) -> dict[str, object]:
+def run_child(kind: str, path: Path) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(path)], check=True, capture_output=True, text=True
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def median(runs: list[dict[str, object]]) -> float:
-    return round(statistics.median(float(r["seconds"]) for r in runs), 3)  # type: ignore[arg-type]
+def seconds(runs: list[dict[str, Any]]) -> list[float]:
+    return [round(float(r["seconds"]), 3) for r in runs]
+
+
+def median(runs: list[dict[str, Any]]) -> float:
+    return round(statistics.median(seconds(runs)), 3)
 
 
 def main() -> None:
@@ -171,25 +176,24 @@ def main() -> None:
     load_before = os.getloadavg()
     parquet, csv, generated_seconds = ensure_history(args.cache, args.lines)
     sources = {"parquet": parquet, "csv": csv}
-    analysis: dict[str, list[dict[str, object]]] = {}
+    analysis: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     for name, path in sources.items():
-        analysis[name] = []
         for i in range(args.repeat):
             analysis[name].append(run_child("analysis", path))
             log(f"analysis from {name} #{i + 1}: {analysis[name][-1]['seconds']:.2f} s")
     # Every child so far ran the analysis, so this is the analysis's peak RSS (kB on Linux).
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    core: dict[str, list[dict[str, object]]] = {}
-    duck: dict[str, list[dict[str, object]]] = {}
+    self_reported_mb = max(int(r["maxrss_kb"]) for runs in analysis.values() for r in runs) / 1024
+    core: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
+    duck: dict[str, list[dict[str, Any]]] = {name: [] for name in sources}
     for name, path in sources.items():
-        core[name], duck[name] = [], []
         for i in range(args.repeat):  # interleaved, so a noisy neighbour hurts both sides alike
             core[name].append(run_child("core", path))
             duck[name].append(run_child("duckdb", path))
-            log(
-                f"core from {name} #{i + 1}: {core[name][-1]['seconds']:.2f} s, "
-                f"duckdb {duck[name][-1]['seconds']:.2f} s"
-            )
+            mine, theirs = core[name][-1]["seconds"], duck[name][-1]["seconds"]
+            log(f"core from {name} #{i + 1}: {mine:.2f} s, duckdb {theirs:.2f} s")
+    analysis_seconds = {name: median(runs) for name, runs in analysis.items()}
+    ratio = {name: round(median(core[name]) / median(duck[name]), 2) for name in sources}
     result = {
         "bench": "bia",
         "lines": analysis["parquet"][0]["lines"],
@@ -198,21 +202,14 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "history_generation_seconds": round(generated_seconds, 2)
-        if generated_seconds is not None
-        else "cached",
-        "analysis_seconds": {name: median(runs) for name, runs in analysis.items()},
-        "analysis_runs_seconds": {
-            name: [round(float(r["seconds"]), 3) for r in runs] for name, runs in analysis.items()
-        },  # type: ignore[arg-type]
+        "history_generation_seconds": "cached" if generated_seconds is None else round(generated_seconds, 2),
+        "analysis_seconds": analysis_seconds,
+        "analysis_runs_seconds": {name: seconds(runs) for name, runs in analysis.items()},
         "analysis_peak_rss_mb": round(peak_rss_mb, 1),
-        "analysis_peak_rss_mb_self_reported": round(
-            max(int(r["maxrss_kb"]) for runs in analysis.values() for r in runs) / 1024,
-            1,  # type: ignore[call-overload]
-        ),
+        "analysis_peak_rss_mb_self_reported": round(self_reported_mb, 1),
         "core_aggregation_seconds": {name: median(runs) for name, runs in core.items()},
         "duckdb_baseline_seconds": {name: median(runs) for name, runs in duck.items()},
-        "core_vs_duckdb_ratio": {name: round(median(core[name]) / median(duck[name]), 2) for name in sources},
+        "core_vs_duckdb_ratio": ratio,
         "baseline_matches": all(
             c["checksum"] == d["checksum"]
             for name in sources
@@ -223,12 +220,12 @@ def main() -> None:
             "analysis_peak_rss_mb_max": 1024,
             "core_vs_duckdb_ratio_max": 2.0,
         },
+        "targets_met": {
+            "analysis_seconds": all(v < 3.0 for v in analysis_seconds.values()),
+            "analysis_peak_rss": peak_rss_mb < 1024,
+            "core_vs_duckdb": all(v <= 2.0 for v in ratio.values()),
+        },
         "tiers": analysis["parquet"][0]["tiers"],
-    }
-    result["targets_met"] = {
-        "analysis_seconds": all(v < 3.0 for v in result["analysis_seconds"].values()),  # type: ignore[attr-defined]
-        "analysis_peak_rss": peak_rss_mb < 1024,
-        "core_vs_duckdb": all(v <= 2.0 for v in result["core_vs_duckdb_ratio"].values()),  # type: ignore[attr-defined]
     }
     print(json.dumps(result))
 

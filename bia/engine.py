@@ -8,7 +8,9 @@ What remains in Python works on aggregates (sites x hours of the week, SKUs x si
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -51,31 +53,8 @@ def run_bia(
     site_codes = [s.code for s in world.sites]
     scopes = {i.code: integration_scope(i, world) for i in world.integrations}
     coverages = {i.code: fallback_coverage(i, world) for i in world.integrations}
-    # One aggregation per distinct set of lines: integrations sharing a scope share the work.
-    filters = {EVERYTHING.key: EVERYTHING.expr()}
-    filters |= {s.key: s.expr() for s in scopes.values()}
-    filters |= {c.key: c.expr() for c in coverages.values() if c is not None}
-    lazy = lines.lazy()
-    queries = [
-        hour_of_week_table(slot_aggregation(lazy, "site"), "site", period),
-        lazy.group_by("site", "sku").agg(
-            orders=pl.col("order_id").n_unique(), units=pl.col("qty").sum(), revenue=pl.col("revenue").sum()
-        ),
-        lazy.select(
-            customers=pl.col("customer_id").n_unique(), revenue=pl.col("revenue").sum(), lines=pl.len()
-        ),
-        lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_id").n_unique()),
-        *(
-            hour_of_week_table(slot_aggregation(lazy.filter(expr), None), None, period)
-            for expr in filters.values()
-        ),
-    ]
-    site_table, site_sku_table, totals_row, region_slots, *scope_tables = pl.collect_all(queries)
-    site_demand = demands_by_key(site_table, "site", site_codes, period)
-    scope_demand = {
-        key: demands_by_key(table, None, [key], period)[key]
-        for key, table in zip(filters, scope_tables, strict=True)
-    }
+    agg = _aggregate(lines, period, site_codes, [*scopes.values(), *(c for c in coverages.values() if c)])
+    site_demand, scope_demand, site_sku_table = agg.site_demand, agg.scope_demand, agg.site_sku
 
     report("ranking SKUs and checking backup stock", 0.45)
     ranks, pareto = rank_skus(_sku_demand(site_sku_table), world, params)
@@ -88,7 +67,7 @@ def run_bia(
         period.hours,
         params,
     )
-    regions = _region_demand(lines, region_slots, ratio, period)
+    regions = _region_demand(lines, agg.region_slots, ratio, period)
 
     report("mapping failover routes and capacity", 0.65)
     sites = {s.code: s for s in world.sites}
@@ -110,7 +89,7 @@ def run_bia(
         _integration_impact(i.code, world, scope_demand, scopes, coverages, period, params)
         for i in world.integrations
     )
-    totals = totals_row.row(0, named=True)
+    totals = agg.totals
     result = BiaResult(
         generated_at=now or datetime.now(UTC),
         world=world.name,
@@ -137,6 +116,52 @@ def run_bia(
     )
     report("done", 1.0)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Aggregates:
+    site_demand: dict[str, Demand]
+    scope_demand: dict[str, Demand]  # by Scope.key / Coverage.key
+    site_sku: pl.DataFrame  # site, sku, orders, units, revenue
+    region_slots: pl.DataFrame  # site, region, slot, orders
+    totals: dict[str, Any]  # customers, revenue, lines
+
+
+def _aggregate(
+    lines: pl.DataFrame, period: Period, site_codes: list[str], scopes: list[Scope | Coverage]
+) -> _Aggregates:
+    """Every pass over the order lines, collected together so Polars runs them in parallel."""
+    # One aggregation per distinct set of lines: integrations sharing a scope share the work.
+    filters = {EVERYTHING.key: EVERYTHING.expr()} | {s.key: s.expr() for s in scopes}
+    lazy = lines.lazy()
+    per_scope = [
+        hour_of_week_table(slot_aggregation(lazy.filter(f), None), None, period) for f in filters.values()
+    ]
+    site_table, site_sku, totals, region_slots, *scope_tables = pl.collect_all(
+        [
+            hour_of_week_table(slot_aggregation(lazy, "site"), "site", period),
+            lazy.group_by("site", "sku").agg(
+                orders=pl.col("order_id").n_unique(),
+                units=pl.col("qty").sum(),
+                revenue=pl.col("revenue").sum(),
+            ),
+            lazy.select(
+                customers=pl.col("customer_id").n_unique(), revenue=pl.col("revenue").sum(), lines=pl.len()
+            ),
+            lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_id").n_unique()),
+            *per_scope,
+        ]
+    )
+    return _Aggregates(
+        site_demand=demands_by_key(site_table, "site", site_codes, period),
+        scope_demand={
+            key: demands_by_key(table, None, [key], period)[key]
+            for key, table in zip(filters, scope_tables, strict=True)
+        },
+        site_sku=site_sku,
+        region_slots=region_slots,
+        totals=totals.row(0, named=True),
+    )
 
 
 def _sku_demand(site_sku: pl.DataFrame) -> list[SkuDemand]:

@@ -138,16 +138,16 @@ def _first_line(exc: Exception) -> str:
 
 def local_hours(placed_at: pl.Series, params: BiaParams) -> pl.Series:
     """Wall-clock hours since the epoch in the retailer's zone (naive timestamps are local already)."""
-    if placed_at.dtype.time_zone is None:  # type: ignore[union-attr]
+    if getattr(placed_at.dtype, "time_zone", None) is None:
         return placed_at.dt.epoch("s") // 3600
     utc_s = placed_at.dt.epoch("s")
     utc_h = utc_s // 3600
     # The zone's offset is looked up once per distinct UTC hour (hundreds), not per row (millions).
     zone = params.zone
-    offsets = {
-        int(h): int(zone.utcoffset(datetime.fromtimestamp(int(h) * 3600, UTC)).total_seconds())  # type: ignore[union-attr]
-        for h in utc_h.unique().to_list()
-    }
+    offsets: dict[int, int] = {}
+    for h in utc_h.unique().to_list():
+        offset = zone.utcoffset(datetime.fromtimestamp(int(h) * 3600, UTC))
+        offsets[int(h)] = int(offset.total_seconds()) if offset is not None else 0
     return (utc_s + utc_h.replace_strict(offsets, return_dtype=pl.Int64)) // 3600
 
 
@@ -201,8 +201,10 @@ def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tup
     local = local_hours(history["placed_at"], params)
     if history.height == 0 and params.period_start is None:
         raise InvalidInput("order history is empty: nothing to analyse (or give an explicit period)")
-    first, last = (int(local.min()), int(local.max())) if history.height else (0, 0)  # type: ignore[arg-type]
-    period = make_period(first, last, params)
+    first, last = local.min(), local.max()
+    period = make_period(
+        int(first) if isinstance(first, int) else 0, int(last) if isinstance(last, int) else 0, params
+    )
     slot = (local - period.start_hour).alias("slot")
     lines = (
         history.select("order_id", "customer_id", "channel", "region", "site", "sku", "qty")

@@ -100,7 +100,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 def _uniform(n: int, seed: int, stream: int) -> pl.Series:
     """A seeded stream of n uniforms in [0, 1); each attribute draws from its own stream."""
-    return pl.Series(pc.random(n, initializer=seed * 1_000 + stream))
+    return pl.Series(pc.random(n, initializer=(seed * 1_000 + stream) % 2**63))
 
 
 def _pick(cumulative: list[float], u: pl.Series) -> pl.Series:

@@ -32,7 +32,7 @@ def _environment() -> Environment:
     env.filters["how"] = lambda h: f"{DAYS[h // 24]} {h % 24:02d}:00"
     env.filters["duration"] = lambda h: f"{h * 60:g} min" if h < 1 else f"{h:g} h"
     env.filters["rpo"] = lambda s: (
-        "0 (synchronous)" if s == 0 else f"{s // 60:g} min" if s < 3600 else f"{s / 3600:g} h"
+        "0 (sync)" if s == 0 else f"{s // 60:g} min" if s < 3600 else f"{s / 3600:g} h"
     )
     return env
 
@@ -42,6 +42,7 @@ def render_report(result: BiaResult) -> str:
     currency = result.params.currency
     env = _environment()
     env.filters["money"] = lambda v: "—" if v is None else money(v, currency)
+    env.filters["short"] = lambda v: "—" if v is None else money(v, "").strip()  # tables state the currency once
     charts = {
         "revenue": Markup(revenue_at_risk_bars(result.sites, currency)),
         "heatmap": Markup(hour_of_week_heatmap(result.sites, currency)),

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bia.params import BiaParams
 
@@ -287,8 +288,6 @@ class SiteTarget:
 
     def expected_orders_at(self, moment: datetime, timezone: str = "Asia/Seoul") -> float:
         """Expected orders per hour at `moment` (aware, or naive local), from the hour-of-week profile."""
-        from zoneinfo import ZoneInfo
-
         local = moment.astimezone(ZoneInfo(timezone)) if moment.tzinfo else moment
         return self.expected_orders_by_hour_of_week[local.weekday() * 24 + local.hour]
 

@@ -27,8 +27,8 @@ class CustomerIn(_In):
 class ShipToIn(_In):
     region: str = Field(min_length=1, max_length=64)
     postal_code: str = Field(min_length=1, max_length=16)
-    lat: StrictFloat | StrictInt = Field(ge=-90, le=90)
-    lon: StrictFloat | StrictInt = Field(ge=-180, le=180)
+    lat: StrictFloat = Field(ge=-90, le=90)
+    lon: StrictFloat = Field(ge=-180, le=180)
 
 
 class LineIn(_In):

@@ -1,0 +1,39 @@
+# drctl: `make demo` runs the sample world on the embedded store; `make test` sets up and passes the tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv demo test lint bench system-deps postgres drill clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: venv system-deps postgres lint
+	$(PY) -m pytest
+
+demo: venv
+	$(VENV)/bin/drctl demo
+
+bench: venv system-deps postgres
+	$(PY) -m bench.breaker
+	$(PY) -m bench.intake
+	$(PY) -m bench.bia
+
+clean:
+	rm -rf $(VENV) .drctl .pytest_cache .ruff_cache

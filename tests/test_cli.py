@@ -1,0 +1,107 @@
+"""The drctl command line: exit 0 on success, 2 with one clear line on bad input, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, inspect, select
+
+from control_plane.store.tables import SiteRow
+
+from harness import SAMPLE_WORLD, engine_for
+
+
+def drctl(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DRCTL_DATABASE_URL": db}
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def site_count(db: str) -> int:
+    engine = engine_for(db)
+    try:
+        if not inspect(engine).has_table("sites"):
+            return 0
+        with engine.connect() as c:
+            return int(c.scalar(select(func.count()).select_from(SiteRow)) or 0)
+    finally:
+        engine.dispose()
+
+
+def test_world_load_stores_the_sample_world(sqlite_url: str) -> None:
+    assert drctl("db", "upgrade", db=sqlite_url).returncode == 0
+    done = drctl("world", "load", str(SAMPLE_WORLD), "--json", db=sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "world": "kr-retail",
+        "regions": 6,
+        "sites": 5,
+        "integrations": 9,
+        "skus": 60,
+        "stock_rows": 210,
+    }
+    assert site_count(sqlite_url) == 5
+
+
+def test_world_with_a_bad_reference_names_file_and_path_and_writes_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(SAMPLE_WORLD.read_text())
+    data["sites"][1]["backups"] = ["icheon", "atlantis"]
+    data["sites"][2]["capacity_per_hour"] = -5
+    bad = tmp_path / "bad-world.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    drctl("db", "upgrade", db=sqlite_url)
+    done = drctl("world", "load", str(bad), db=sqlite_url)
+    assert done.returncode == 2
+    first_line = done.stderr.splitlines()[0]
+    assert str(bad) in first_line
+    assert "sites[2].capacity_per_hour" in done.stderr
+    assert site_count(sqlite_url) == 0
+
+
+def test_cross_reference_errors_name_their_path(sqlite_url: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(SAMPLE_WORLD.read_text())
+    data["sites"][1]["backups"] = ["icheon", "atlantis"]
+    bad = tmp_path / "bad-world.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    done = drctl("world", "load", str(bad), db=sqlite_url)
+    assert done.returncode == 2
+    assert "sites[1].backups[1]: unknown site 'atlantis'" in done.stderr
+
+
+def test_world_file_that_is_not_yaml_is_exit_2(sqlite_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("sites: [\n  - code: x\n")
+    done = drctl("world", "load", str(bad), db=sqlite_url)
+    assert done.returncode == 2
+    assert "not valid YAML" in done.stderr
+
+
+def test_token_with_unknown_role_is_exit_2(sqlite_url: str) -> None:
+    drctl("db", "upgrade", db=sqlite_url)
+    done = drctl("token", "create", "--role", "root", db=sqlite_url)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("drctl: --role must be one of")
+
+
+def test_token_is_printed_once_and_stored_hashed(sqlite_url: str) -> None:
+    drctl("db", "upgrade", db=sqlite_url)
+    done = drctl("token", "create", "--role", "viewer", "--name", "ops-laptop", "--json", db=sqlite_url)
+    token = json.loads(done.stdout)["token"]
+    engine = engine_for(sqlite_url)
+    with engine.connect() as c:
+        stored = [tuple(r) for r in c.exec_driver_sql("SELECT name, role, token_hash FROM api_tokens")]
+    engine.dispose()
+    assert stored[0][:2] == ("ops-laptop", "viewer")
+    assert token not in stored[0][2] and len(stored[0][2]) == 64
+
+
+def test_unknown_option_is_a_usage_error(sqlite_url: str) -> None:
+    assert drctl("world", "load", "--frobnicate", db=sqlite_url).returncode == 2

@@ -1,0 +1,163 @@
+"""Intake validation and auth over HTTP: bad input gets problem+json naming the field, writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from chaos.order_stream import OrderFactory
+from control_plane.app import create_app
+from control_plane.settings import Settings
+from control_plane.store.tables import AuditEventRow, OrderLineRow, OrderRow, RouteAttemptRow
+
+from harness import engine_for, prepare_database, write_test_world
+
+
+@pytest.fixture
+def api(db_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], OrderFactory]]:
+    world, _ = write_test_world(tmp_path / "world.yaml")
+    tokens = prepare_database(db_url, world)
+    app = create_app(Settings(database_url=db_url, background_jobs=False))
+    with TestClient(app) as client:
+        yield client, tokens, OrderFactory(world, seed=1)
+
+
+def row_counts(url: str) -> tuple[int, ...]:
+    engine = engine_for(url)
+    with engine.connect() as c:
+        counts = tuple(
+            c.scalar(select(func.count()).select_from(t))
+            for t in (OrderRow, OrderLineRow, RouteAttemptRow, AuditEventRow)
+        )
+    engine.dispose()
+    return counts  # type: ignore[return-value]
+
+
+def with_change(body: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(body))
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    if value is DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return body
+
+
+DELETE = object()
+BAD_FIELDS = [
+    (("lines",), DELETE, "lines"),
+    (("lines",), [], "lines"),
+    (("lines", 0, "qty"), 0, "lines[0].qty"),
+    (("lines", 0, "qty"), -2, "lines[0].qty"),
+    (("lines", 0, "qty"), "3", "lines[0].qty"),
+    (("lines", 0, "qty"), 1.5, "lines[0].qty"),
+    (("lines", 0, "sku"), "NO-SUCH-SKU", "lines[0].sku"),
+    (("ship_to", "region"), "atlantis", "ship_to.region"),
+    (("ship_to", "lat"), "north", "ship_to.lat"),
+    (("customer",), DELETE, "customer"),
+    (("channel",), "Web Shop!", "channel"),
+    (("lines", 0, "unit_price"), "free", "lines[0].unit_price"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"), BAD_FIELDS, ids=[b[2] + "=" + repr(b[1])[:12] for b in BAD_FIELDS]
+)
+def test_bad_order_is_refused_naming_the_field_and_nothing_is_written(
+    api: tuple[TestClient, dict[str, str], OrderFactory],
+    db_url: str,
+    path: tuple[Any, ...],
+    value: Any,
+    named: str,
+) -> None:
+    client, tokens, factory = api
+    before = row_counts(db_url)
+    body = with_change(factory.order(), path, value)
+    resp = client.post("/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens['ingest']}"})
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    problem = resp.json()
+    assert problem["status"] == 422 and problem["title"]
+    assert named in [e["path"] for e in problem["errors"]], problem
+    assert row_counts(db_url) == before
+
+
+def test_broken_json_is_a_400_problem(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, _ = api
+    before = row_counts(db_url)
+    resp = client.post(
+        "/v1/orders",
+        content=b'{"channel": "web", "lines": [',
+        headers={"Authorization": f"Bearer {tokens['ingest']}", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert "not valid JSON" in resp.json()["detail"]
+    assert row_counts(db_url) == before
+
+
+def test_body_over_one_mebibyte_is_refused_with_413(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, factory = api
+    before = row_counts(db_url)
+    body = factory.order()
+    body["customer"]["name"] = "x" * (1024 * 1024 + 10)
+    resp = client.post("/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens['ingest']}"})
+    assert resp.status_code == 413
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert row_counts(db_url) == before
+
+
+def test_json_that_is_not_an_object_is_refused(api: tuple[TestClient, dict[str, str], OrderFactory]) -> None:
+    client, tokens, _ = api
+    resp = client.post("/v1/orders", json=[1, 2], headers={"Authorization": f"Bearer {tokens['ingest']}"})
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_intake_needs_a_token_with_the_ingest_role(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, factory = api
+    before = row_counts(db_url)
+    missing = client.post("/v1/orders", json=factory.order())
+    wrong = client.post("/v1/orders", json=factory.order(), headers={"Authorization": "Bearer drctl_nope"})
+    viewer = client.post(
+        "/v1/orders", json=factory.order(), headers={"Authorization": f"Bearer {tokens['viewer']}"}
+    )
+    assert (missing.status_code, wrong.status_code, viewer.status_code) == (401, 401, 403)
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert all(
+        r.headers["content-type"].startswith("application/problem+json") for r in (missing, wrong, viewer)
+    )
+    assert row_counts(db_url) == before
+
+
+def test_unknown_order_is_a_404_problem(api: tuple[TestClient, dict[str, str], OrderFactory]) -> None:
+    client, tokens, _ = api
+    resp = client.get("/v1/orders/nope", headers={"Authorization": f"Bearer {tokens['viewer']}"})
+    assert resp.status_code == 404
+    assert resp.json()["title"] == "Not found"
+
+
+def test_ops_endpoints_answer_without_a_token(api: tuple[TestClient, dict[str, str], OrderFactory]) -> None:
+    client, _, _ = api
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    metrics = client.get("/metrics")
+    assert (
+        (metrics.status_code == 200
+        and "drctl_breaker_state" in metrics.text)
+        or "drctl_routing_seconds" in metrics.text
+    )
