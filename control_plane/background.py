@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from control_plane.context import AppContext
 from control_plane.metrics import HEALTH_VALUE
@@ -15,6 +16,7 @@ from control_plane.store import orders as repo
 from control_plane.store.tables import BreakerEventRow
 
 log = logging.getLogger("drctl.background")
+GAUGE_INTERVAL_S = 5.0
 
 
 class BackgroundLoop:
@@ -22,6 +24,7 @@ class BackgroundLoop:
         self._ctx = ctx
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drctl-background", daemon=True)
+        self._gauges_at = float("-inf")
 
     def start(self) -> None:
         self._thread.start()
@@ -67,6 +70,11 @@ class BackgroundLoop:
             )
 
     def _refresh_gauges(self) -> None:
+        # scrapes come every 15 s or so: no need to count held orders on every retry tick
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_INTERVAL_S:
+            return
+        self._gauges_at = now
         m = self._ctx.metrics
         with self._ctx.sessions() as s:
             m.orders_held.set(repo.held_count(s))

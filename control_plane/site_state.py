@@ -46,6 +46,7 @@ class SiteStateCache:
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self._loaded_at: datetime | None = None
         self._hour: datetime | None = None
         self._sites: dict[str, _SiteRuntime] = {}
@@ -74,8 +75,15 @@ class SiteStateCache:
         now = self._clock()
         loaded = self._loaded_at
         stale = loaded is None or (now - loaded).total_seconds() >= self._refresh_s
-        if stale or self._hour != hour_start(now):
-            self.refresh()
+        if not (stale or self._hour != hour_start(now)):
+            return
+        # one caller refreshes; the others go on with the state they have (unless there is none yet)
+        if self._refreshing.acquire(blocking=loaded is None):
+            try:
+                if self._loaded_at is loaded:
+                    self.refresh()
+            finally:
+                self._refreshing.release()
 
     def snapshot(self) -> list[SiteState]:
         self._ensure_fresh()
