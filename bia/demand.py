@@ -20,9 +20,9 @@ def slot_aggregation(lines: pl.DataFrame | pl.LazyFrame, key: str | None) -> pl.
         lines.lazy()
         .group_by(keys)
         .agg(
-            orders=pl.col("order_id").n_unique(),
+            orders=pl.col("order_key").n_unique(),
             revenue=pl.col("revenue").sum(),
-            customers=pl.col("customer_id").n_unique(),
+            customers=pl.col("customer_key").n_unique(),
         )
     )
 

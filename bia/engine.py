@@ -141,14 +141,14 @@ def _aggregate(
         [
             hour_of_week_table(slot_aggregation(lazy, "site"), "site", period),
             lazy.group_by("site", "sku").agg(
-                orders=pl.col("order_id").n_unique(),
+                orders=pl.col("order_key").n_unique(),
                 units=pl.col("qty").sum(),
                 revenue=pl.col("revenue").sum(),
             ),
             lazy.select(
-                customers=pl.col("customer_id").n_unique(), revenue=pl.col("revenue").sum(), lines=pl.len()
+                customers=pl.col("customer_key").n_unique(), revenue=pl.col("revenue").sum(), lines=pl.len()
             ),
-            lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_id").n_unique()),
+            lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_key").n_unique()),
             *per_scope,
         ]
     )
@@ -188,7 +188,7 @@ def _region_demand(
     deficit = (
         lines.lazy()
         .join(short.lazy(), on=["site", "sku"], how="inner")
-        .group_by("site", "order_id")
+        .group_by("site", "order_key")
         .agg(pl.col("ratio").min(), pl.col("region").first(), pl.col("slot").first())
         .with_columns(how=hour_of_week_expr(pl.col("slot"), period))
         .group_by("site", "region", "how")

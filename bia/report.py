@@ -42,7 +42,9 @@ def render_report(result: BiaResult) -> str:
     currency = result.params.currency
     env = _environment()
     env.filters["money"] = lambda v: "—" if v is None else money(v, currency)
-    env.filters["short"] = lambda v: "—" if v is None else money(v, "").strip()  # tables state the currency once
+    env.filters["short"] = lambda v: (
+        "—" if v is None else money(v, "").strip()
+    )  # tables state the currency once
     charts = {
         "revenue": Markup(revenue_at_risk_bars(result.sites, currency)),
         "heatmap": Markup(hour_of_week_heatmap(result.sites, currency)),

@@ -123,6 +123,8 @@ def test_dc_fault_midway_loses_and_duplicates_nothing(
         codes = Counter(r.status_code for r in first + second)
         assert set(codes) <= {201, 202}, f"unexpected answers {codes}: {[r.text for r in first + second][:2]}"
         cleared_at = datetime.now().astimezone()
+        if fault == "down":
+            assert_order_path_metrics(httpx.get(f"{cp.base_url}/metrics", trust_env=False).text, victim)
         sim.clear_fault(victim)
         settle(db_url)
     # then every order is in exactly one ledger, and the victim's breaker opened after fail_max failures
@@ -158,6 +160,28 @@ def test_dc_fault_midway_loses_and_duplicates_nothing(
     )
     if fault in ("down", "partition", "latency"):
         assert accepted_by_victim_during_fault(db_url, victim, fault_at, cleared_at) == 0
+
+
+def assert_order_path_metrics(text: str, victim: str) -> None:
+    """The order-path metrics of DESIGN §10, with their labels, after orders were rerouted."""
+    samples = [line for line in text.splitlines() if line.startswith("drctl_")]
+
+    def has(name: str, *labels: str) -> bool:
+        return any(line.startswith(name) and all(f"{lab}=" in line for lab in labels) for line in samples)
+
+    assert has("drctl_orders_received_total{", "channel")
+    assert has("drctl_orders_routed_total{", "site", "reason")
+    assert has(f'drctl_orders_rerouted_total{{from_site="{victim}"', "to_site")
+    assert has("drctl_routing_seconds_bucket")
+    assert has("drctl_dispatch_seconds_bucket{", "site")
+    assert has(f'drctl_breaker_state{{breaker="{victim}"}} 2.0')
+    for gauge in (
+        "drctl_orders_held",
+        "drctl_site_health{",
+        "drctl_site_accepting{",
+        "drctl_site_load_ratio{",
+    ):
+        assert has(gauge), gauge
 
 
 def accepted_by_victim_during_fault(url: str, victim: str, since: datetime, until: datetime) -> int:
