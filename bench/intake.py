@@ -217,10 +217,16 @@ def main() -> None:
             half = open_loop(base, token, factory, peak["per_s"] / 2, args.seconds)
         with fresh_database() as ceiling_url:
             port = free_port()
-            argv = [
-                sys.executable, "-m", "uvicorn", "bench.ceiling:create_ceiling_app", "--factory",
-                "--port", str(port), "--workers", str(args.workers), "--no-access-log", "--log-level", "warning",
-            ]  # fmt: skip
+            argv = [sys.executable, "-m", "uvicorn", "bench.ceiling:create_ceiling_app", "--factory"]
+            argv += [
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
             with server(argv, {"DRCTL_DATABASE_URL": ceiling_url}, port, tmp / "ceiling.log") as base:
                 log("ceiling: one insert + commit per request ...")
                 run_wrk(base, token, bodies, 3, args.connections, "warm")
