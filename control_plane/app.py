@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from control_plane.api import orders, problems, sites
+from control_plane.api import bia, orders, problems, sites
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.deps import TokenCache
 from control_plane.background import BackgroundLoop
@@ -53,6 +53,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)
     app.include_router(sites.router)
+    app.include_router(bia.router)
     _ops_routes(app, ctx)
     return app
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from control_plane.bia_runs import BiaRunner
 from control_plane.domain import BreakerState
 from control_plane.metrics import Metrics
 from control_plane.orderflow.cancels import CancelConfig, CancelOutbox
@@ -51,11 +52,13 @@ class AppContext:
     pipeline: OrderPipeline
     cancels: CancelOutbox
     eta: EtaModel
+    bia: BiaRunner
     clock: Callable[[], datetime]
     # breaker transitions are noted under the breaker's lock and stored later by the background loop
     breaker_changes: queue.SimpleQueue[BreakerChange] = field(default_factory=queue.SimpleQueue)
 
     def close(self) -> None:
+        self.bia.close()
         self.client.close()
         self.engine.dispose()
 
@@ -131,6 +134,7 @@ def build_context(
         ),
         clock,
     )
+    bia = BiaRunner(sessions, clock)
     return AppContext(
-        settings, engine, sessions, metrics, board, client, sites, pipeline, cancels, eta, clock, changes
+        settings, engine, sessions, metrics, board, client, sites, pipeline, cancels, eta, bia, clock, changes
     )

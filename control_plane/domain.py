@@ -82,6 +82,7 @@ class Site:
     backups: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     tier: int | None = None
+    rto_hours: float | None = None  # recommended by the latest BIA
 
 
 @dataclass(frozen=True, slots=True)

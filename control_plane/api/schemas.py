@@ -125,6 +125,7 @@ class SiteOut(BaseModel):
     health: str
     breaker: str
     tier: int | None
+    rto_hours: float | None
     capacity_per_hour: int
     routed_this_hour: int
     load_ratio: float

@@ -20,6 +20,7 @@ def _site_out(st: SiteState) -> SiteOut:
         health=st.health.value,
         breaker=st.breaker.value,
         tier=st.site.tier,
+        rto_hours=st.site.rto_hours,
         capacity_per_hour=st.site.capacity_per_hour,
         routed_this_hour=st.routed_this_hour,
         load_ratio=round(st.load_ratio, 4),

@@ -65,6 +65,8 @@ class SiteRow(Base):
     backups: Mapped[list[str]] = mapped_column(JSON, default=list)
     depends_on: Mapped[list[str]] = mapped_column(JSON, default=list)
     tier: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rto_hours: Mapped[float | None] = mapped_column(Float, nullable=True)  # from the latest BIA
+    rpo_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # runtime: routing control (operators/automation) and probed health
     accepting: Mapped[bool] = mapped_column(Boolean, default=True)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
@@ -203,3 +205,19 @@ class AuditEventRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class BiaRunRow(Base):
+    """One business impact analysis: its parameters, status and the result document (bia.json)."""
+
+    __tablename__ = "bia_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    requested_by: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(200))  # "store:<days>d" or a file name
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    order_lines: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -90,6 +90,7 @@ def site_from_row(row: SiteRow) -> Site:
         backups=tuple(row.backups or ()),
         depends_on=tuple(row.depends_on or ()),
         tier=row.tier,
+        rto_hours=row.rto_hours,
     )
 
 
@@ -115,3 +116,24 @@ def list_integrations(session: Session) -> list[Integration]:
 
 def catalog(session: Session) -> dict[str, Sku]:
     return {s.sku: Sku(s.sku, s.name, s.unit_price) for s in session.scalars(select(SkuRow))}
+
+
+def load_world(session: Session, name: str = "stored") -> World:
+    """The world as stored: what a BIA run over the store analyses."""
+    stock = {(r.site, r.sku): r.on_hand for r in session.scalars(select(StockRow))}
+    return World(
+        name=name,
+        regions=tuple(list_regions(session)),
+        sites=tuple(site_from_row(r) for r in list_site_rows(session)),
+        integrations=tuple(list_integrations(session)),
+        catalog=tuple(sorted(catalog(session).values(), key=lambda s: s.sku)),
+        stock=stock,
+    )
+
+
+def apply_bia_targets(session: Session, targets: dict[str, tuple[int, float, int]], now: datetime) -> None:
+    """Store each site's tier, RTO (hours) and RPO (seconds) from a finished BIA."""
+    for code, (tier, rto_hours, rpo_seconds) in targets.items():
+        row = session.get(SiteRow, code)
+        if row is not None:
+            row.tier, row.rto_hours, row.rpo_seconds, row.updated_at = tier, rto_hours, rpo_seconds, now
