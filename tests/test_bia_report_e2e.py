@@ -123,9 +123,10 @@ def test_loss_curve_has_two_lines_per_site_and_a_point_per_duration(page, result
 
 
 def test_tables_name_every_site_with_its_tier(page, result: BiaResult) -> None:  # type: ignore[no-untyped-def]
-    rows = page.locator("#site-table tr")
-    assert rows.count() == len(result.sites) + 1
-    text = page.locator("#site-table").inner_text()
-    for site in result.sites:
-        assert site.name in text
+    rows = page.locator('#site-table tr[class^="tier-"]')
+    assert rows.count() == len(result.sites)
+    for i, site in enumerate(result.sites):
+        row = rows.nth(i)
+        assert row.get_attribute("class") == f"tier-{site.tier}"
+        assert row.locator("td").first.inner_text() == site.name
     assert page.locator("h1").inner_text().startswith("Business impact analysis")
