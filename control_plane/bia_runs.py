@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bia.engine import run_bia
 from bia.params import BiaParams
-from bia.results import SiteTarget, site_targets
+from bia.results import BiaResult, SiteTarget, site_targets
 from control_plane.domain import InvalidInput, NotFound, OrderStatus
 from control_plane.store import world as world_repo
 from control_plane.store.tables import BiaRunRow, OrderLineRow, OrderRow
@@ -71,7 +71,7 @@ class BiaRunner:
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drctl-bia")
 
-    def start(self, actor: str, days: int, params: BiaParams) -> tuple[int, Future[None]]:
+    def start(self, actor: str, days: int, params: BiaParams) -> tuple[int, Future[BiaResult | None]]:
         """Queue a run over the last `days` of orders in the store; return its id at once."""
         if not 1 <= days <= 3660:
             raise InvalidInput("days must be between 1 and 3660")
@@ -89,7 +89,7 @@ class BiaRunner:
             run_id = row.id
         return run_id, self._pool.submit(self._run, run_id, now - timedelta(days=days), params)
 
-    def _run(self, run_id: int, since: datetime, params: BiaParams) -> None:
+    def _run(self, run_id: int, since: datetime, params: BiaParams) -> BiaResult | None:
         try:
             with self._sessions() as s:
                 world = world_repo.load_world(s)
@@ -101,8 +101,9 @@ class BiaRunner:
         except Exception as exc:
             log.exception("BIA run %s failed", run_id)
             self._finish(run_id, "failed", None, str(exc)[:2000], None)
-            return
+            return None
         self._finish(run_id, "done", doc, None, history.height)
+        return result
 
     def _finish(
         self, run_id: int, status: str, doc: dict[str, Any] | None, error: str | None, lines: int | None

@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from control_plane.domain import DomainError, InvalidInput
+from control_plane.cli_errors import exit_on_bad_input
+from control_plane.domain import InvalidInput
 from control_plane.settings import Settings
 
 app = typer.Typer(
@@ -210,20 +211,17 @@ _register_optional()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
-    except DomainError as exc:
-        print(f"drctl: {exc}", file=sys.stderr)
-        for err in getattr(exc, "errors", [])[:20]:
-            print(f"  {err.path}: {err.message}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, InvalidInput) else 1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(1)
+        with exit_on_bad_input():
+            code = app(standalone_mode=False)
     except Exception as exc:
-        # usage errors from click (Typer may bring its own copy of click, so match by shape)
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+        # Typer ships its own copy of click's exceptions: match them by shape, not by class
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors
             exc.show()
             sys.exit(2)
+        if hasattr(exc, "exit_code"):  # Exit raised outside a command
+            sys.exit(exc.exit_code)
         raise
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

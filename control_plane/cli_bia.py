@@ -11,8 +11,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -29,6 +27,7 @@ from bia.history import generate_history, write_history
 from bia.params import BiaParams
 from bia.report import write_report
 from bia.results import BiaResult
+from control_plane.cli_errors import exit_on_bad_input
 from control_plane.domain import InvalidInput
 from control_plane.worldfile import load_world_file
 
@@ -38,20 +37,6 @@ bia_app = typer.Typer(
     help="Business impact analysis: what outages cost, RTO/RPO and tiers, critical inventory, failover map.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _exit_on_bad_input() -> Iterator[None]:
-    """The one place that turns InvalidInput into exit code 2 and one line on stderr."""
-    try:
-        yield
-    except InvalidInput as exc:
-        detail = f" ({exc.errors[0].path}: {exc.errors[0].message})" if exc.errors else ""
-        message = str(exc).splitlines()[0] if str(exc) else "invalid input"
-        if detail and exc.errors[0].message in message:
-            detail = ""
-        typer.echo(f"error: {message}{detail}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _durations(text: str) -> tuple[float, ...]:
@@ -68,12 +53,14 @@ def run(
     out: Path = typer.Option(
         ..., "--out", help="Directory for bia.json, bia.schema.json, the CSVs and report.html."
     ),
-    orders: Path = typer.Option(
-        ...,
+    orders: Path | None = typer.Option(
+        None,
         "--orders",
         help="Order history, CSV or Parquet (order_id, placed_at, channel, customer_id, region, postal_code, "
-        "site, sku, qty, unit_price). Required for now; reading the history from the store comes later.",
+        "site, sku, qty, unit_price). Without it: the last --days of orders in the store "
+        "(DRCTL_DATABASE_URL) against the world as stored; the run is recorded and sets tiers on /v1/sites.",
     ),
+    days: int = typer.Option(28, "--days", help="With the store as the source: how many days back to read."),
     world: Path = typer.Option(
         DEFAULT_WORLD, "--world", help="World file (sites, regions, integrations, stock)."
     ),
@@ -92,7 +79,7 @@ def run(
 ) -> None:
     """Analyse an order history: outage costs, RTO/RPO/tier per site and integration, critical inventory."""
     err = Console(stderr=True)
-    with _exit_on_bad_input():
+    with exit_on_bad_input():
         params = BiaParams(
             gross_margin=gross_margin,
             late_order_cost=late_order_cost,
@@ -106,7 +93,8 @@ def run(
             currency=currency,
             timezone=timezone,
         )
-        world_model, _ = load_world_file(world)
+        # over the store, the world is the one stored; a file history goes with a world file
+        world_model = load_world_file(world)[0] if orders is not None else None
         if out.exists() and not out.is_dir():
             raise InvalidInput(f"{out}: exists and is not a directory")
         with Progress(
@@ -118,12 +106,16 @@ def run(
             disable=not err.is_terminal,  # pipes and CI get no bar, so an error stays one line
         ) as bar:
             task = bar.add_task("reading the order history", total=100)
-            history = read_history(orders)
+            if orders is None:
+                result = _run_over_store(days, params)
+            else:
+                history = read_history(orders)
 
-            def advance(stage: str, done: float) -> None:
-                bar.update(task, description=stage, completed=10 + done * 70)
+                def advance(stage: str, done: float) -> None:
+                    bar.update(task, description=stage, completed=10 + done * 70)
 
-            result = run_bia(history, world_model, params, progress=advance)
+                assert world_model is not None
+                result = run_bia(history, world_model, params, progress=advance)
             bar.update(task, description="writing JSON, CSVs and the HTML report", completed=85)
             written = _write_all(result, out)
             bar.update(task, description="done", completed=100)
@@ -132,6 +124,31 @@ def run(
         return
     _print_sites(result, Console())
     Console().print(f"wrote {len(written)} files to {out}")
+
+
+def _run_over_store(days: int, params: BiaParams) -> BiaResult:
+    """Run over the store's history and record it like `POST /v1/bia/runs` does."""
+    from control_plane.bia_runs import BiaRunner
+    from control_plane.context import utcnow
+    from control_plane.settings import Settings
+    from control_plane.store.db import make_engine, make_session_factory
+    from control_plane.store.tables import BiaRunRow
+
+    engine = make_engine(Settings().database_url, pool_size=2)
+    sessions = make_session_factory(engine)
+    runner = BiaRunner(sessions, utcnow)
+    try:
+        run_id, future = runner.start("cli", days, params)
+        result = future.result()
+        if result is None:
+            with sessions() as s:
+                row = s.get(BiaRunRow, run_id)
+                why = row.error if row is not None else "unknown error"
+            raise InvalidInput(f"BIA over the store failed: {why}")
+        return result
+    finally:
+        runner.close()
+        engine.dispose()
 
 
 def _write_all(result: BiaResult, out: Path) -> list[Path]:
@@ -193,7 +210,7 @@ def world_history(
     ),
 ) -> None:
     """Generate a seeded, realistic order history for a world (register as `drctl world history`)."""
-    with _exit_on_bad_input():
+    with exit_on_bad_input():
         if out.suffix.lower() not in (".csv", ".parquet"):
             raise InvalidInput(f"{out}: history files end in .csv or .parquet")
         if days <= 0:

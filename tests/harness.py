@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import yaml
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
 from control_plane.domain import World
 from control_plane.store import tokens
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
+from control_plane.store.tables import OrderLineRow, OrderRow
 from control_plane.store.world import save_world
 from control_plane.worldfile import load_world_file
 
@@ -144,3 +146,48 @@ def _ready(base: str) -> bool:
 
 def engine_for(url: str) -> Engine:
     return make_engine(url, pool_size=2)
+
+
+def store_history(url: str, frame: pl.DataFrame) -> None:
+    """Write a generated history into the orders tables, as if the control plane had taken it."""
+    orders = frame.unique("order_id", keep="first", maintain_order=True)
+    now = datetime.now(UTC)
+    order_rows = [
+        {
+            "id": r["order_id"],
+            "channel": r["channel"],
+            "external_id": r["order_id"],
+            "customer_id": r["customer_id"],
+            "customer_name": "-",
+            "customer_locale": "ko",
+            "notify_via": "email",
+            "ship_region": r["region"],
+            "ship_postal_code": r["postal_code"],
+            "ship_lat": 37.5,
+            "ship_lon": 127.0,
+            "placed_at": r["placed_at"].astimezone(UTC),
+            "promised_by": r["placed_at"].astimezone(UTC),
+            "status": "accepted",
+            "site": r["site"],
+            "total": 0,
+            "attempts_count": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in orders.iter_rows(named=True)
+    ]
+    line_rows = [
+        {
+            "order_id": r["order_id"],
+            "line_no": i,
+            "sku": r["sku"],
+            "qty": r["qty"],
+            "unit_price": r["unit_price"],
+        }
+        for i, r in enumerate(frame.iter_rows(named=True))
+    ]
+    engine = engine_for(url)
+    with engine.begin() as c:
+        c.execute(insert(OrderRow), order_rows)
+        c.execute(insert(OrderLineRow), line_rows)
+    engine.dispose()

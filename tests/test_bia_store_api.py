@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,6 @@ import jsonschema
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from bia.engine import run_bia
 from bia.history import generate_history
@@ -23,52 +22,7 @@ from control_plane.domain import World
 from control_plane.settings import Settings
 from control_plane.store.tables import OrderLineRow, OrderRow
 
-from harness import ROOT, engine_for, prepare_database, write_test_world
-
-
-def store_history(url: str, frame: pl.DataFrame) -> None:
-    """Write a generated history into the orders tables, as if the control plane had taken it."""
-    orders = frame.unique("order_id", keep="first", maintain_order=True)
-    now = datetime.now(UTC)
-    order_rows = [
-        {
-            "id": r["order_id"],
-            "channel": r["channel"],
-            "external_id": r["order_id"],
-            "customer_id": r["customer_id"],
-            "customer_name": "-",
-            "customer_locale": "ko",
-            "notify_via": "email",
-            "ship_region": r["region"],
-            "ship_postal_code": r["postal_code"],
-            "ship_lat": 37.5,
-            "ship_lon": 127.0,
-            "placed_at": r["placed_at"].astimezone(UTC),
-            "promised_by": r["placed_at"].astimezone(UTC),
-            "status": "accepted",
-            "site": r["site"],
-            "total": 0,
-            "attempts_count": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for r in orders.iter_rows(named=True)
-    ]
-    line_rows = [
-        {
-            "order_id": r["order_id"],
-            "line_no": i,
-            "sku": r["sku"],
-            "qty": r["qty"],
-            "unit_price": r["unit_price"],
-        }
-        for i, r in enumerate(frame.iter_rows(named=True))
-    ]
-    engine = engine_for(url)
-    with engine.begin() as c:
-        c.execute(insert(OrderRow), order_rows)
-        c.execute(insert(OrderLineRow), line_rows)
-    engine.dispose()
+from harness import ROOT, engine_for, prepare_database, store_history, write_test_world
 
 
 @pytest.fixture

@@ -60,8 +60,8 @@ def test_world_with_a_bad_reference_names_file_and_path_and_writes_nothing(
     drctl("db", "upgrade", db=sqlite_url)
     done = drctl("world", "load", str(bad), db=sqlite_url)
     assert done.returncode == 2
-    first_line = done.stderr.splitlines()[0]
-    assert str(bad) in first_line
+    assert len(done.stderr.strip().splitlines()) == 1  # one line, naming the file and each bad path
+    assert str(bad) in done.stderr
     assert "sites[2].capacity_per_hour" in done.stderr
     assert site_count(sqlite_url) == 0
 
@@ -88,7 +88,8 @@ def test_token_with_unknown_role_is_exit_2(sqlite_url: str) -> None:
     drctl("db", "upgrade", db=sqlite_url)
     done = drctl("token", "create", "--role", "root", db=sqlite_url)
     assert done.returncode == 2
-    assert done.stderr.strip().startswith("drctl: --role must be one of")
+    assert done.stderr.strip().startswith("error: --role must be one of")
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_token_is_printed_once_and_stored_hashed(sqlite_url: str) -> None:
@@ -105,3 +106,39 @@ def test_token_is_printed_once_and_stored_hashed(sqlite_url: str) -> None:
 
 def test_unknown_option_is_a_usage_error(sqlite_url: str) -> None:
     assert drctl("world", "load", "--frobnicate", db=sqlite_url).returncode == 2
+
+
+def test_bia_run_without_a_file_analyses_the_store_and_records_the_run(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from datetime import date, timedelta
+
+    from bia.history import generate_history
+
+    from harness import prepare_database, store_history, write_test_world
+
+    world, _ = write_test_world(tmp_path / "world.yaml", capacity_scale=1, stock_scale=1)
+    prepare_database(sqlite_url, world)
+    store_history(
+        sqlite_url, generate_history(world, 3, 1, date.today() - timedelta(days=4), orders_per_day=200)
+    )
+    done = drctl("bia", "run", "--out", str(tmp_path / "bia"), "--days", "10", "--json", db=sqlite_url)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert "report.html" in summary["files"] and (tmp_path / "bia" / "bia.json").exists()
+    engine = engine_for(sqlite_url)
+    with engine.connect() as c:
+        runs = c.exec_driver_sql("SELECT status, requested_by FROM bia_runs").all()
+        tiers = dict(c.exec_driver_sql("SELECT code, tier FROM sites").all())
+    engine.dispose()
+    assert [tuple(r) for r in runs] == [("done", "cli")]
+    assert tiers == {s["code"]: s["tier"] for s in summary["sites"]}
+
+
+def test_bia_run_over_an_empty_store_is_exit_2(sqlite_url: str, tmp_path: Path) -> None:
+    assert drctl("db", "upgrade", db=sqlite_url).returncode == 0
+    drctl("world", "load", str(SAMPLE_WORLD), db=sqlite_url)
+    done = drctl("bia", "run", "--out", str(tmp_path / "bia"), db=sqlite_url)
+    assert done.returncode == 2
+    assert "no orders in the store" in done.stderr
+    assert not (tmp_path / "bia").exists()
