@@ -22,7 +22,7 @@ from typing import Any
 
 import pybreaker
 
-from bench.ports import free_port
+from chaos.ports import free_port
 from chaos.sim_process import SimProcess, TargetSpec
 from control_plane.domain import GeoPoint, Site
 from control_plane.wms_client import HttpDcClient

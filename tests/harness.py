@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import polars as pl
 import yaml
 from sqlalchemy import Engine, insert
 
+from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
 from control_plane.domain import World
 from control_plane.store import tokens
@@ -30,12 +30,6 @@ from control_plane.worldfile import load_world_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_test_world(path: Path, capacity_scale: int = 100, stock_scale: int = 10) -> tuple[World, Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import selectors
 import signal
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from chaos.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"^simulator ready admin=http://127\.0\.0\.1:(\d+) targets=(\d+)$")
@@ -37,12 +38,7 @@ class Sim:
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out; holding all sockets at once keeps them distinct."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+    return [free_port() for _ in range(count)]
 
 
 def start_simulator(args: list[str], capture_stderr: bool = False) -> subprocess.Popen[str]:

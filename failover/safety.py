@@ -1,0 +1,268 @@
+"""Safety rules for operator failover and failback: each rule has a name, an outcome and its numbers.
+
+Every failover and failback evaluates every rule; the dry run reports them all, a real change is
+refused (409, naming the first failing rule) unless forced with a reason. A site *serves* when
+routing could send it an order: accepting, not down, not impaired, breaker not open (the
+site-wide part of `failover.routing.exclusion_reason`). The coverage rules refuse only what the
+change itself breaks: failing over a site that serves nothing already removes no capacity and no
+region's coverage, so an outage never blocks the failover meant to answer it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from control_plane.domain import (
+    BreakerState,
+    Conflict,
+    FieldError,
+    Health,
+    InvalidInput,
+    Region,
+    SiteState,
+)
+from failover.eta import EtaModel
+
+MIN_ACCEPTING_SITES = "min_accepting_sites"
+REGION_COVERAGE = "region_coverage"
+TARGET_CAPACITY = "target_capacity"
+SITE_HEALTHY = "site_healthy"
+# enforced by the runtime lock around a site's change, not here; named so the 409 uses one spelling
+ONE_CHANGE_PER_SITE = "one_change_per_site"
+
+Number = float | int | str
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyPolicy:
+    min_accepting_sites: int = 2
+    capacity_margin: float = 1.2  # targets must have this much more spare than the load they take
+    health_required_for_failback: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    name: str
+    ok: bool
+    detail: str
+    numbers: dict[str, Number] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "numbers": dict(self.numbers)}
+
+
+def serves(state: SiteState) -> bool:
+    """Whether routing could send this site an order now (stock and load aside)."""
+    return (
+        state.accepting
+        and state.health is not Health.DOWN
+        and not state.impaired
+        and state.breaker is not BreakerState.OPEN
+    )
+
+
+def spare_capacity(state: SiteState) -> int:
+    """Orders the site can still take this hour; 0 for a site that serves none."""
+    if not serves(state):
+        return 0
+    return max(0, state.site.capacity_per_hour - state.routed_this_hour)
+
+
+def expected_hourly_demand(
+    bia_orders_per_hour: float | None, recent_orders: int, recent_window_hours: float
+) -> float:
+    """The failed site's expected orders per hour: the BIA's figure when present, else recent intake."""
+    if bia_orders_per_hour is not None:
+        return bia_orders_per_hour
+    if recent_window_hours <= 0:
+        return 0.0
+    return recent_orders / recent_window_hours
+
+
+def resolve_targets(
+    failed_site: str, sites: Sequence[SiteState], targets: Collection[str] | None
+) -> tuple[SiteState, ...]:
+    """The sites moved orders may go to, in `sites` order; `None` means every other site.
+
+    Raises InvalidInput for an empty list, an unknown code or the failed site itself: each is an
+    operator's mistake that would otherwise quietly hold every moved order.
+    """
+    if targets is None:
+        return tuple(s for s in sites if s.site.code != failed_site)
+    wanted = list(targets)
+    known = {s.site.code for s in sites}
+    errors = [FieldError("targets", "must name at least one site")] if not wanted else []
+    for i, code in enumerate(wanted):
+        if code == failed_site:
+            errors.append(FieldError(f"targets[{i}]", f"{code} is the site being failed over"))
+        elif code not in known:
+            errors.append(FieldError(f"targets[{i}]", f"unknown site {code}"))
+    if errors:
+        raise InvalidInput("invalid failover targets", errors)
+    chosen = set(wanted)
+    return tuple(s for s in sites if s.site.code in chosen)
+
+
+def evaluate_failover(
+    site: str,
+    sites: Sequence[SiteState],
+    regions: Sequence[Region],
+    targets: Collection[str] | None,
+    moved_orders: int,
+    expected_hourly_demand: float,
+    policy: SafetyPolicy,
+    eta_model: EtaModel,
+    now: datetime,
+) -> list[RuleResult]:
+    """Evaluate every failover rule for taking `site` out of routing (all of them, for the dry run).
+
+    `now` is accepted so that time-bound rules (change windows) need no new signature; no rule
+    reads it yet.
+    """
+    del now
+    target_states = resolve_targets(site, sites, targets)
+    return [
+        _min_accepting_sites(site, sites, policy),
+        _region_coverage(site, sites, regions, eta_model),
+        _target_capacity(target_states, moved_orders, expected_hourly_demand, policy),
+    ]
+
+
+def _min_accepting_sites(site: str, sites: Sequence[SiteState], policy: SafetyPolicy) -> RuleResult:
+    before = [s.site.code for s in sites if serves(s)]
+    after = [code for code in before if code != site]
+    numbers: dict[str, Number] = {
+        "min_accepting_sites": policy.min_accepting_sites,
+        "accepting_before": len(before),
+        "accepting_after": len(after),
+    }
+    if len(after) == len(before):
+        detail = f"{site} serves no orders already: failing it over leaves {len(after)} accepting"
+        return RuleResult(MIN_ACCEPTING_SITES, True, detail, numbers)
+    ok = len(after) >= policy.min_accepting_sites
+    detail = (
+        f"{len(after)} sites would stay accepting ({', '.join(after) or 'none'}), "
+        f"at least {policy.min_accepting_sites} required"
+    )
+    return RuleResult(MIN_ACCEPTING_SITES, ok, detail, numbers)
+
+
+def _best_transit(
+    region: Region, states: Sequence[SiteState], eta_model: EtaModel
+) -> tuple[str, float] | None:
+    """The serving site nearest (in transit hours) to the region's centroid, if any."""
+    options = [(eta_model.transit_hours(s.site, region.centroid), s.site.code) for s in states if serves(s)]
+    if not options:
+        return None
+    hours, code = min(options)
+    return code, hours
+
+
+def _region_coverage(
+    site: str, sites: Sequence[SiteState], regions: Sequence[Region], eta_model: EtaModel
+) -> RuleResult:
+    others = [s for s in sites if s.site.code != site]
+    lost: list[tuple[Region, tuple[str, float] | None]] = []
+    already_uncovered: list[str] = []
+    for region in regions:
+        before = _best_transit(region, sites, eta_model)
+        if before is None or before[1] > region.max_transit_hours:
+            already_uncovered.append(region.code)  # not this change's doing: reported, not refused
+            continue
+        after = _best_transit(region, others, eta_model)
+        if after is None or after[1] > region.max_transit_hours:
+            lost.append((region, after))
+    numbers: dict[str, Number] = {"regions": len(regions), "regions_losing_coverage": len(lost)}
+    if already_uncovered:
+        numbers["regions_already_uncovered"] = len(already_uncovered)
+    if not lost:
+        detail = "every region keeps an accepting site within its max transit time"
+        if already_uncovered:
+            detail += f" (already without one: {', '.join(already_uncovered)})"
+        return RuleResult(REGION_COVERAGE, True, detail, numbers)
+    # the numbers carry the first region lost; the detail names them all
+    region, best = lost[0]
+    numbers["region"] = region.code
+    numbers["max_transit_hours"] = region.max_transit_hours
+    if best is not None:
+        numbers["best_site"] = best[0]
+        numbers["best_transit_hours"] = round(best[1], 2)
+    parts = [
+        f"{r.code} (best {b[0]} {b[1]:.1f} h > {r.max_transit_hours:g} h)" if b else f"{r.code} (no site)"
+        for r, b in lost
+    ]
+    detail = f"without {site}, no accepting site within max transit time for: {', '.join(parts)}"
+    return RuleResult(REGION_COVERAGE, False, detail, numbers)
+
+
+def _target_capacity(
+    targets: Sequence[SiteState], moved_orders: int, demand: float, policy: SafetyPolicy
+) -> RuleResult:
+    spare = sum(spare_capacity(s) for s in targets)
+    needed = (moved_orders + demand) * policy.capacity_margin
+    numbers: dict[str, Number] = {
+        "spare_next_hour": spare,
+        "moved_orders": moved_orders,
+        "expected_hourly_demand": round(demand, 2),
+        "margin": policy.capacity_margin,
+        "needed": round(needed, 2),
+    }
+    ok = spare >= needed
+    relation = ">=" if ok else "<"
+    detail = (
+        f"targets' spare next-hour capacity {spare} {relation} "
+        f"({moved_orders} moved + {demand:.1f} expected/h) x {policy.capacity_margin:g} = {needed:.1f}"
+    )
+    return RuleResult(TARGET_CAPACITY, ok, detail, numbers)
+
+
+def evaluate_failback(site_state: SiteState, policy: SafetyPolicy) -> list[RuleResult]:
+    """Evaluate every failback rule for reopening routing to `site_state`'s site."""
+    numbers: dict[str, Number] = {
+        "health": site_state.health.value,
+        "breaker": site_state.breaker.value,
+        "impaired": int(site_state.impaired),
+    }
+    code = site_state.site.code
+    if not policy.health_required_for_failback:
+        return [RuleResult(SITE_HEALTHY, True, "health is not required for failback by policy", numbers)]
+    # degraded and unknown refuse too: reopening routing to a site we cannot vouch for invites a
+    # second failover; `force` is there for the operator who knows better
+    problems = []
+    if site_state.health is not Health.HEALTHY:
+        problems.append(f"health is {site_state.health.value}")
+    if site_state.breaker is BreakerState.OPEN:
+        problems.append("breaker is open")
+    if site_state.impaired:
+        problems.append("an integration it depends on is down")
+    if problems:
+        return [RuleResult(SITE_HEALTHY, False, f"{code} is not healthy: {'; '.join(problems)}", numbers)]
+    return [RuleResult(SITE_HEALTHY, True, f"{code} is healthy", numbers)]
+
+
+def refusal(results: Sequence[RuleResult]) -> RuleResult | None:
+    """The first failing rule, which a refused change names; None when every rule passes."""
+    return next((r for r in results if not r.ok), None)
+
+
+def as_conflict(result: RuleResult) -> Conflict:
+    """The domain error a refused change raises (409 with the rule's name and numbers)."""
+    return Conflict(f"{result.name}: {result.detail}", rule=result.name, details=dict(result.numbers))
+
+
+def enforce(results: Sequence[RuleResult], force: bool, reason: str | None) -> tuple[RuleResult, ...]:
+    """Refuse the change unless every rule passes or it is forced with a reason.
+
+    Returns the failing rules a `force` overrode, for the audit event; raises Conflict naming the
+    first failing rule, or InvalidInput when `force` comes without a reason.
+    """
+    failing = tuple(r for r in results if not r.ok)
+    if not failing:
+        return ()
+    if not force:
+        raise as_conflict(failing[0])
+    if reason is None or not reason.strip():
+        raise InvalidInput("force needs a reason", [FieldError("reason", "required when force is true")])
+    return failing
