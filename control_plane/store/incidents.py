@@ -1,0 +1,80 @@
+"""Incidents with their timeline, and the audit log read back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from control_plane.domain import NotFound
+from control_plane.store.tables import AuditEventRow, IncidentEventRow, IncidentRow
+
+
+def open_incident(
+    session: Session, kind: str, subject: str, trigger: str, title: str, now: datetime, affected: int = 0
+) -> IncidentRow:
+    row = IncidentRow(
+        kind=kind,
+        subject=subject,
+        trigger=trigger,
+        title=title,
+        status="open",
+        started_at=now,
+        detected_at=now,
+        orders_affected=affected,
+        orders_rerouted=0,
+        orders_held=0,
+        notices=0,
+    )
+    session.add(row)
+    session.flush()
+    add_event(session, row.id, now, "opened", title)
+    return row
+
+
+def add_event(
+    session: Session,
+    incident_id: int,
+    now: datetime,
+    kind: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(IncidentEventRow(incident_id=incident_id, at=now, kind=kind, message=message, data=data))
+
+
+def open_incident_for(session: Session, subject: str) -> IncidentRow | None:
+    return session.scalar(
+        select(IncidentRow)
+        .where(IncidentRow.subject == subject, IncidentRow.status != "resolved")
+        .order_by(IncidentRow.started_at.desc())
+        .limit(1)
+    )
+
+
+def get_incident(session: Session, incident_id: int) -> tuple[IncidentRow, list[IncidentEventRow]]:
+    row = session.get(IncidentRow, incident_id)
+    if row is None:
+        raise NotFound(f"no incident {incident_id}")
+    events = session.scalars(
+        select(IncidentEventRow)
+        .where(IncidentEventRow.incident_id == incident_id)
+        .order_by(IncidentEventRow.id)
+    )
+    return row, list(events)
+
+
+def list_incidents(session: Session, status: str | None, limit: int) -> list[IncidentRow]:
+    stmt = select(IncidentRow).order_by(IncidentRow.started_at.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(IncidentRow.status == status)
+    return list(session.scalars(stmt))
+
+
+def list_audit(session: Session, limit: int, action: str | None = None) -> list[AuditEventRow]:
+    stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+    if action is not None:
+        stmt = stmt.where(AuditEventRow.action == action)
+    return list(session.scalars(stmt))
