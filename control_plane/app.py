@@ -11,13 +11,15 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from control_plane.api import bia, orders, problems, sites
+from control_plane.api import bia, operations, orders, problems, sites
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.deps import TokenCache
 from control_plane.background import BackgroundLoop
 from control_plane.context import AppContext, build_context, utcnow
 from control_plane.logs import configure_logging
+from control_plane.operations import SiteOperations
 from control_plane.settings import Settings
+from failover.safety import SafetyPolicy
 
 
 def create_app(
@@ -49,11 +51,20 @@ def create_app(
     app.state.ctx = ctx
     app.state.background = loop
     app.state.token_cache = TokenCache()
+    app.state.operations = SiteOperations(
+        ctx,
+        SafetyPolicy(
+            min_accepting_sites=settings.safety_min_accepting_sites,
+            capacity_margin=settings.safety_capacity_margin,
+            health_required_for_failback=settings.safety_health_required_for_failback,
+        ),
+    )
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)
     app.include_router(sites.router)
     app.include_router(bia.router)
+    app.include_router(operations.router)
     _ops_routes(app, ctx)
     return app
 

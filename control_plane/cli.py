@@ -139,28 +139,103 @@ def serve(
     )
 
 
+def _api(
+    url: str, token: str | None, method: str, path: str, body: dict[str, object] | None = None
+) -> object:
+    """Call the control plane's HTTP API as any client would; problems become one-line errors."""
+    import httpx
+
+    if not token:
+        raise InvalidInput("a token is needed: --token or DRCTL_TOKEN (drctl token create --role operator)")
+    try:
+        resp = httpx.request(
+            method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=600,
+            trust_env=False,
+        )  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise InvalidInput(f"cannot reach the control plane at {url}: {type(exc).__name__}") from None
+    if resp.status_code >= 400:
+        problem = resp.json() if resp.headers.get("content-type", "").endswith("json") else {}
+        rule = f" [rule {problem['rule']}]" if problem.get("rule") else ""
+        raise InvalidInput(f"{resp.status_code} {problem.get('detail', resp.text[:200])}{rule}")
+    return resp.json()
+
+
+URL = Annotated[str, typer.Option(envvar="DRCTL_URL", help="control plane base URL")]
+TOKEN = Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="an operator token")]
+
+
+@app.command()
+def failover(
+    site: Annotated[str, typer.Argument(help="the site to take out of routing")],
+    reason: Annotated[str, typer.Option(help="why; recorded in the audit log and the incident")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show the plan and the rules; change nothing")
+    ] = False,
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="limit where orders may go (repeatable)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="override refusing safety rules (audited)")] = False,
+    url: URL = "http://127.0.0.1:8000",
+    token: TOKEN = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Stop routing to a site and move its in-flight orders to backups (safety rules apply)."""
+    body = {"reason": reason, "dry_run": dry_run, "force": force, "targets": to or None}
+    answer = _api(url, token, "POST", f"/v1/sites/{site}/failover", body)
+    if as_json:
+        print(json.dumps(answer))
+        return
+    assert isinstance(answer, dict)
+    _print_rules(answer["rules"])
+    plan = answer["plan"]
+    out.print(f"plan: {plan['orders_to_move']} orders, per target {plan['per_target']}, {plan['late']} late")
+    if not dry_run:
+        out.print(f"moved: {answer['moved']}  incident #{answer['incident_id']}")
+
+
+@app.command()
+def failback(
+    site: Annotated[str, typer.Argument(help="the site to put back into routing")],
+    reason: Annotated[str, typer.Option(help="why; recorded in the audit log")] = "recovered",
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    force: Annotated[bool, typer.Option(help="override refusing safety rules (audited)")] = False,
+    url: URL = "http://127.0.0.1:8000",
+    token: TOKEN = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Cancel at the site what was moved away, then reopen routing to it."""
+    answer = _api(
+        url,
+        token,
+        "POST",
+        f"/v1/sites/{site}/failback",
+        {"reason": reason, "dry_run": dry_run, "force": force},
+    )
+    if as_json:
+        print(json.dumps(answer))
+        return
+    assert isinstance(answer, dict)
+    _print_rules(answer["rules"])
+    out.print(f"health now: {answer['health_now']}; cancels owed there: {answer['cancel_pending']}")
+
+
+def _print_rules(rules: list[dict[str, object]]) -> None:
+    table = Table("rule", "ok", "detail")
+    for r in rules:
+        table.add_row(str(r["name"]), "yes" if r["ok"] else "NO", str(r["detail"]))
+    out.print(table)
+
+
 @app.command()
 def status(
-    url: Annotated[
-        str, typer.Option(envvar="DRCTL_URL", help="control plane base URL")
-    ] = "http://127.0.0.1:8000",
+    url: URL = "http://127.0.0.1:8000",
     token: Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="a viewer token")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show every site: accepting, health, breaker, load."""
-    import httpx
-
-    if not token:
-        raise InvalidInput("a token is needed: --token or DRCTL_TOKEN (drctl token create --role viewer)")
-    try:
-        resp = httpx.get(
-            f"{url}/v1/sites", headers={"Authorization": f"Bearer {token}"}, timeout=5, trust_env=False
-        )
-    except httpx.HTTPError as exc:
-        raise InvalidInput(f"cannot reach the control plane at {url}: {type(exc).__name__}") from None
-    if resp.status_code != 200:
-        raise InvalidInput(f"{url} answered {resp.status_code}: {resp.text[:200]}")
-    sites = resp.json()
+    sites = _api(url, token, "GET", "/v1/sites")
+    assert isinstance(sites, list)
     if as_json:
         print(json.dumps(sites))
         return

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     default_promise_hours: float = 48.0
     state_refresh_s: float = 1.0  # how stale the cached site state may be
 
+    # failover safety rules (each refusal names its rule; `force` with a reason overrides, audited)
+    safety_min_accepting_sites: int = 2
+    safety_capacity_margin: float = 1.2
+    safety_health_required_for_failback: bool = True
+
     # serving
     host: str = "127.0.0.1"
     port: int = 8000

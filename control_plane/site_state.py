@@ -8,6 +8,7 @@ within one refresh interval of other replicas' traffic.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from control_plane.domain import Health, Region, Site, SiteState, Sku
 from control_plane.store import orders as orders_repo
 from control_plane.store import world as world_repo
 from failover.breakers import BreakerBoard
+
+log = logging.getLogger("drctl.site_state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +80,23 @@ class SiteStateCache:
         stale = loaded is None or (now - loaded).total_seconds() >= self._refresh_s
         if not (stale or self._hour != hour_start(now)):
             return
-        # one caller refreshes; the others go on with the state they have (unless there is none yet)
-        if self._refreshing.acquire(blocking=loaded is None):
-            try:
-                if self._loaded_at is loaded:
+        if loaded is None:  # nothing to route with yet: the first caller loads, the others wait
+            with self._refreshing:
+                if self._loaded_at is None:
                     self.refresh()
-            finally:
-                self._refreshing.release()
+            return
+        # Stale: one refresh at a time, in its own thread, and every caller goes on with the state
+        # it has. Refreshing in the caller would add its queries to one order's latency each second.
+        if self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh_then_release, name="drctl-site-state", daemon=True).start()
+
+    def _refresh_then_release(self) -> None:
+        try:
+            self.refresh()
+        except Exception:
+            log.exception("site state refresh failed; routing goes on with the previous state")
+        finally:
+            self._refreshing.release()
 
     def snapshot(self) -> list[SiteState]:
         self._ensure_fresh()

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from control_plane.api.deps import Ctx, Ingest, SessionDep, Viewer
 from control_plane.api.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
+from control_plane.context import AppContext
 from control_plane.domain import NotFound, OrderRequest, OrderStatus
 from control_plane.orderflow.pipeline import Trace
 from control_plane.orderflow.validate import check_against_world
@@ -80,6 +82,7 @@ def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
 @router.post(
     "",
     status_code=201,
+    response_model=OrderOut,
     responses={
         200: {"description": "a repeat of an order already taken: its current state, nothing dispatched"},
         202: {"description": "stored and held: no DC can take it now; it is retried"},
@@ -87,7 +90,13 @@ def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
         422: {"description": "invalid order (problem+json naming the field)"},
     },
 )
-def post_order(body: OrderIn, ctx: Ctx, _: Ingest, response: Response) -> OrderOut:
+async def post_order(body: OrderIn, ctx: Ctx, _: Ingest) -> Response:
+    # async, so that the whole order costs one hop to a worker thread (a sync handler would add
+    # one per dependency); the pipeline blocks on the database and the DC, so it runs there
+    return await run_in_threadpool(_take_order, ctx, body)
+
+
+def _take_order(ctx: AppContext, body: OrderIn) -> Response:
     req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
     check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
     result = ctx.pipeline.submit(req)
@@ -96,12 +105,14 @@ def post_order(body: OrderIn, ctx: Ctx, _: Ingest, response: Response) -> OrderO
     else:
         with ctx.sessions() as s:
             out = order_out(s, result.order_id)
-    if not result.created:
-        response.status_code = 200
-    elif out.status == OrderStatus.HELD.value:
-        response.status_code = 202
-    response.headers["Location"] = f"/v1/orders/{out.id}"
-    return out
+    status = 200 if not result.created else 202 if out.status == OrderStatus.HELD.value else 201
+    # serialised once here: returning the model would make FastAPI dump, re-validate and dump it again
+    return Response(
+        out.model_dump_json(),
+        status_code=status,
+        media_type="application/json",
+        headers={"Location": f"/v1/orders/{out.id}"},
+    )
 
 
 @router.get("/{order_id}")

@@ -63,6 +63,19 @@ class CancelOutbox:
             self._cancel_one(order_id, site, created_at, attempts)
         return len(due)
 
+    def flush_site(self, site: str) -> int:
+        """Send every pending cancel owed by `site` now (a failback does this before reopening it).
+
+        Returns how many are still pending afterwards: the DC did not answer, or it answered 404
+        too soon after the move to be trusted (see the module docstring).
+        """
+        with self._sessions() as s:
+            owed = [(r.order_id, r.created_at, r.attempts) for r in repo.cancels_owed_by(s, site)]
+        for order_id, created_at, attempts in owed:
+            self._cancel_one(order_id, site, created_at, attempts)
+        with self._sessions() as s:
+            return len(repo.cancels_owed_by(s, site))
+
     def _cancel_one(self, order_id: str, site_code: str, created_at: datetime, attempts: int) -> None:
         with self._sessions() as s:
             order = repo.get_order(s, order_id)

@@ -4,7 +4,8 @@ Why several commits per order: the order, its routing decision and its stock res
 together *before* the DC is called, so a crash between commit and DC call leaves a `routed`
 order whose dispatch lease runs out and that the retry loop re-posts (DCs are idempotent on
 order_id). Each DC answer is then recorded in its own short transaction. No transaction is held
-open across a network call.
+open across a network call. Taking an order and recording its acknowledgement go through
+`repo.Intake` units (one statement per step on PostgreSQL); the rarer paths use sessions.
 
 Never lost, never twice: an order no DC takes is `held` (kept, retried with backoff). When a call
 failed in a way that may still have reached the DC (timeout, 5xx, broken connection) and the order
@@ -56,15 +57,6 @@ class PipelineConfig:
     retry_batch: int
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptNote:
-    at: datetime
-    site: str | None
-    outcome: str
-    reason: str
-    latency_ms: float | None
-
-
 @dataclass
 class Trace:
     """What one call did to an order, kept in memory so the answer needs no second read."""
@@ -73,7 +65,7 @@ class Trace:
     site: str | None = None
     dc_ref: str | None = None
     eta: datetime | None = None
-    attempts: list[AttemptNote] = field(default_factory=list)
+    attempts: list[repo.Attempt] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +105,7 @@ class OrderPipeline:
         clock: Callable[[], datetime],
     ) -> None:
         self._sessions = sessions
+        self._intake = repo.Intake(sessions)
         self._sites = sites
         self._board = board
         self._client = client
@@ -131,15 +124,14 @@ class OrderPipeline:
         # the snapshot may refresh from the database: take it before our transaction, since on
         # SQLite a second connection would wait for the write lock this one holds
         sites = self._sites.snapshot()
+        trace = Trace()
         try:
-            with self._metrics.routing_seconds.time(), self._sessions.begin() as s:
-                existing = repo.find_id_by_key(s, req.channel, req.external_id)
-                if existing is not None:
-                    return SubmitResult(existing, created=False)
-                trace = Trace()
-                first, rest = self._route_new(s, trace, order_id, req, sites, now)
+            with self._metrics.routing_seconds.time(), self._intake.unit() as unit:
+                first, rest = self._route_new(unit, trace, order_id, req, sites, now)
         except IntegrityError:
-            # the same key raced us to the insert: answer with the winner's order
+            # the unique key (channel, external_id) refused a repeat, or a race with the first
+            # post of it: nothing was written; answer with that first order. Not looked up
+            # beforehand, since repeats are rare and the lookup would cost every order a statement.
             with self._sessions() as s:
                 winner = repo.find_id_by_key(s, req.channel, req.external_id)
             if winner is None:
@@ -153,33 +145,34 @@ class OrderPipeline:
 
     def _route_new(
         self,
-        s: Session,
+        unit: repo.IntakeUnit,
         trace: Trace,
         order_id: str,
         req: OrderRequest,
         sites: list[SiteState],
         now: datetime,
     ) -> tuple[Candidate | None, list[Candidate]]:
-        stock = repo.available_stock(s, (li.sku for li in req.lines))
+        stock = unit.available_stock(li.sku for li in req.lines)
         decision = rank_candidates(req, sites, stock, now, self._eta)
-        first, rest, lost = self._reserve_first(s, decision.candidates, list(req.lines))
         lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
-        if first is None:
-            held_until = self._held_until(now, 1)
-            repo.insert_order(
-                s, order_id, req, OrderStatus.HELD, None, None, now, held_until, attempts_count=1
+        order = repo.NewOrder(order_id, req, now, lease)
+        lost: list[repo.Attempt] = []
+        for i, cand in enumerate(decision.candidates):
+            if unit.place(order, cand.site, cand.eta, lost):
+                self._sites.note_routed(cand.site)
+                trace.status, trace.site, trace.eta = OrderStatus.ROUTED, cand.site, cand.eta
+                trace.attempts.extend(lost)
+                return cand, list(decision.candidates[i + 1 :])
+            lost.append(
+                repo.Attempt(
+                    now, cand.site, AttemptOutcome.NO_STOCK.value, "stock taken by a concurrent order"
+                )
             )
-            self._note(s, trace, order_id, None, "held", f"no DC can take it: {decision.summary()}", now)
-            trace.status = OrderStatus.HELD
-        else:
-            repo.insert_order(s, order_id, req, OrderStatus.ROUTED, first.site, first.eta, now, lease)
-            self._sites.note_routed(first.site)
-            trace.status, trace.site, trace.eta = OrderStatus.ROUTED, first.site, first.eta
-        for site in lost:
-            self._note(
-                s, trace, order_id, site, AttemptOutcome.NO_STOCK, "stock taken by a concurrent order", now
-            )
-        return first, rest
+        held = repo.Attempt(now, None, "held", f"no DC can take it: {decision.summary()}")
+        unit.hold(repo.NewOrder(order_id, req, now, self._held_until(now, 1)), [held, *lost])
+        trace.status = OrderStatus.HELD
+        trace.attempts.extend([held, *lost])
+        return None, []
 
     @staticmethod
     def _note(
@@ -193,8 +186,9 @@ class OrderPipeline:
         latency_ms: float | None = None,
     ) -> None:
         """Store one attempt and remember it for the answer."""
-        repo.add_attempt(s, order_id, site, outcome, reason, now, latency_ms)
-        trace.attempts.append(AttemptNote(now, site, str(outcome), reason, latency_ms))
+        attempt = repo.Attempt(now, site, str(outcome), reason, latency_ms)
+        repo.add_attempt(s, order_id, attempt)
+        trace.attempts.append(attempt)
 
     def _reserve_first(
         self, s: Session, candidates: Sequence[Candidate], lines: list[OrderLine]
@@ -272,13 +266,14 @@ class OrderPipeline:
         self, trace: Trace, order_id: str, site: str, result: DispatchResult, now: datetime
     ) -> None:
         """Mark the order accepted, unless it was moved meanwhile: then the DC's copy is owed a cancel."""
-        with self._sessions.begin() as s:
-            self._note(s, trace, order_id, site, result.outcome, result.reason, now, result.latency_ms)
-            if repo.mark_accepted(s, order_id, site, result.dc_ref or "", now):
-                trace.status, trace.dc_ref = OrderStatus.ACCEPTED, result.dc_ref
-            else:
-                repo.add_cancel(s, order_id, site, "accepted after the order had moved on", now)
-                log.warning("late acceptance cancelled", extra={"order_id": order_id, "site": site})
+        note = repo.Attempt(now, site, str(result.outcome), result.reason, result.latency_ms)
+        with self._intake.unit() as unit:
+            accepted = unit.record_accepted(order_id, site, result.dc_ref or "", note)
+        trace.attempts.append(note)
+        if accepted:
+            trace.status, trace.dc_ref = OrderStatus.ACCEPTED, result.dc_ref
+        else:
+            log.warning("late acceptance cancelled", extra={"order_id": order_id, "site": site})
 
     def _next_candidate(
         self, s: Session, rest: list[Candidate], lines: list[OrderLine]
@@ -315,7 +310,7 @@ class OrderPipeline:
                 return  # someone else moved it meanwhile
             lines = repo.order_lines(s, order_id)
             avoid = repo.pending_cancel_sites(s, order_id)
-            req = _request_from_row(row, lines)
+            req = request_from_row(row, lines)
             stock = repo.available_stock(s, (li.sku for li in lines))
             decision = rank_candidates(req, sites, stock, now, self._eta, avoid=avoid)
             if status == OrderStatus.ROUTED.value and site is not None:
@@ -346,8 +341,62 @@ class OrderPipeline:
         payload = order_payload(order_id, req)
         self._dispatch_chain(trace, order_id, payload, first, rest, lines, origin=origin or first.site)
 
+    # --- failover: move an in-flight order to the site a failover plan chose ---
 
-def _request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
+    def move_order(self, order_id: str, from_site: str, assignment: Any, owes_cancel: bool) -> Trace | None:
+        """Move an order off `from_site` to the planned target (or its ranked fallbacks), then dispatch.
+
+        The caller has already asked the old DC to cancel; `owes_cancel` records, in the same
+        transaction as the move, that it did not answer (the cancel outbox then keeps trying and the
+        order is never routed back there while the cancel is pending). Returns None when the order
+        is no longer in flight at `from_site` (shipped, moved or cancelled meanwhile).
+        """
+        now = self._clock()
+        trace = Trace()
+        with self._sessions.begin() as s:
+            row = repo.get_order(s, order_id, for_update=True)
+            if row is None or row.site != from_site or row.status not in repo.LIVE_AT_DC:
+                return None
+            lines = repo.order_lines(s, order_id)
+            req = request_from_row(row, lines)
+            repo.release(s, from_site, lines)
+            if owes_cancel:
+                repo.add_cancel(s, order_id, from_site, "failover: the DC did not answer the cancel", now)
+            planned = (
+                [Candidate(assignment.to_site, assignment.eta, assignment.late, 0.0)]
+                if assignment.to_site
+                else []
+            )
+            first, rest, lost = self._reserve_first(s, [*planned, *assignment.fallbacks], lines)
+            self._note(s, trace, order_id, from_site, "moved", f"failover of {from_site}", now)
+            for lost_site in lost:
+                self._note(
+                    s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                )
+            row.attempts_count += 1
+            row.dc_ref, row.updated_at = None, now
+            if first is None:
+                row.status, row.site, row.eta = OrderStatus.HELD.value, None, None
+                row.next_attempt_at = self._held_until(now, row.attempts_count)
+                self._note(s, trace, order_id, None, "held", "no site can take it after the failover", now)
+                trace.status = OrderStatus.HELD
+                return trace
+            row.status, row.site, row.eta, row.routed_at = (
+                OrderStatus.ROUTED.value,
+                first.site,
+                first.eta,
+                now,
+            )
+            row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+            trace.status, trace.site, trace.eta = OrderStatus.ROUTED, first.site, first.eta
+            self._sites.note_routed(first.site)
+        self._dispatch_chain(
+            trace, order_id, order_payload(order_id, req), first, rest, lines, origin=from_site
+        )
+        return trace
+
+
+def request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
     return OrderRequest(
         channel=row.channel,
         external_id=row.external_id,
