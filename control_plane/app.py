@@ -14,6 +14,7 @@ from sqlalchemy import text
 from control_plane.api import bia, operations, orders, problems, sites
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.deps import TokenCache
+from control_plane.auto_failover import AutoFailover
 from control_plane.background import BackgroundLoop
 from control_plane.context import AppContext, build_context, utcnow
 from control_plane.logs import configure_logging
@@ -29,7 +30,24 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     ctx = build_context(settings, registry, clock)
-    loop = BackgroundLoop(ctx)
+    site_ops = SiteOperations(
+        ctx,
+        SafetyPolicy(
+            min_accepting_sites=settings.safety_min_accepting_sites,
+            capacity_margin=settings.safety_capacity_margin,
+            health_required_for_failback=settings.safety_health_required_for_failback,
+        ),
+    )
+    auto = AutoFailover(
+        settings.auto_failover,
+        settings.auto_failover_after_s,
+        ctx.sites,
+        ctx.board,
+        site_ops,
+        ctx.sessions,
+        clock,
+    )
+    loop = BackgroundLoop(ctx, extra_jobs=[auto.check])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -51,14 +69,7 @@ def create_app(
     app.state.ctx = ctx
     app.state.background = loop
     app.state.token_cache = TokenCache()
-    app.state.operations = SiteOperations(
-        ctx,
-        SafetyPolicy(
-            min_accepting_sites=settings.safety_min_accepting_sites,
-            capacity_margin=settings.safety_capacity_margin,
-            health_required_for_failback=settings.safety_health_required_for_failback,
-        ),
-    )
+    app.state.operations = site_ops
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from control_plane.context import AppContext
 from control_plane.metrics import HEALTH_VALUE
@@ -20,8 +21,9 @@ GAUGE_INTERVAL_S = 5.0
 
 
 class BackgroundLoop:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, extra_jobs: Sequence[Callable[[], None]] = ()) -> None:
         self._ctx = ctx
+        self._extra_jobs = tuple(extra_jobs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drctl-background", daemon=True)
         self._gauges_at = float("-inf")
@@ -45,6 +47,7 @@ class BackgroundLoop:
             self._retry_orders,
             self._send_cancels,
             self._refresh_gauges,
+            *self._extra_jobs,
         ):
             try:
                 job()

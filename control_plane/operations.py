@@ -62,6 +62,7 @@ class SiteOperations:
         targets: Sequence[str] | None,
         dry_run: bool,
         force: bool,
+        trigger: str = "operator",
     ) -> dict[str, Any]:
         ctx = self._ctx
         now = ctx.clock()
@@ -101,7 +102,7 @@ class SiteOperations:
         except Exception:
             self._end_change(change_id, "refused", None)
             raise
-        incident_id = self._stop_routing(actor, code, reason, overridden, len(orders), now)
+        incident_id = self._stop_routing(actor, code, reason, overridden, len(orders), now, trigger)
         moved = self._move_all(code, plan.assignments, incident_id)
         self._end_change(change_id, "done", {"moved": moved, "incident_id": incident_id})
         answer.update(
@@ -178,13 +179,14 @@ class SiteOperations:
         overridden: Sequence[RuleResult],
         in_flight: int,
         now: datetime,
+        trigger: str,
     ) -> int:
         with self._ctx.sessions.begin() as s:
             row = s.get(SiteRow, code)
             assert row is not None
             row.accepting, row.updated_at = False, now
             incident = incident_repo.open_incident_for(s, code) or incident_repo.open_incident(
-                s, "site_outage", code, "operator", f"{code} failed over: {reason}", now, in_flight
+                s, "site_outage", code, trigger, f"{code} failed over: {reason}", now, in_flight
             )
             incident_repo.add_event(
                 s, incident.id, now, "failover", f"routing to {code} stopped by {actor.name}"

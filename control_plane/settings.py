@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     safety_min_accepting_sites: int = 2
     safety_capacity_margin: float = 1.2
     safety_health_required_for_failback: bool = True
+    # automatic failover when a site's breaker stays open: off | propose | on
+    auto_failover: Literal["off", "propose", "on"] = "off"
+    auto_failover_after_s: float = 60.0
 
     # serving
     host: str = "127.0.0.1"

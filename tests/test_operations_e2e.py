@@ -152,3 +152,65 @@ def world_and_sim(tmp_path: Path):  # type: ignore[no-untyped-def]
     sim = start_simulator(path)
     yield world, sim
     sim.stop()
+
+
+def test_policy_on_fails_a_dc_over_by_itself_under_load(pg_url: str, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from chaos.sim_process import wait_until
+
+    world, path = write_test_world(tmp_path / "world.yaml")
+    tokens = prepare_database(pg_url, world)
+    policy = {"DRCTL_AUTO_FAILOVER": "on", "DRCTL_AUTO_FAILOVER_AFTER_S": "2"}
+    with start_simulator(path) as sim, control_plane(pg_url, tmp_path, extra_env=policy) as cp:
+        viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+        post_all(cp.base_url, tokens["ingest"], icheon_orders(world, 200), 8)
+        # given steady load on Icheon, when it goes down
+        stop = threading.Event()
+        load = icheon_orders(world, 2000, seed=23)
+
+        def keep_posting() -> None:
+            with httpx.Client(base_url=cp.base_url, headers={"Authorization": f"Bearer {tokens['ingest']}"},
+                              timeout=30, trust_env=False) as http:  # fmt: skip
+                for body in load:
+                    if stop.is_set():
+                        return
+                    http.post("/v1/orders", json=body)
+                    time.sleep(0.02)
+
+        stream = threading.Thread(target=keep_posting)
+        stream.start()
+        time.sleep(1)
+        sim.set_fault("icheon", mode="down")
+        down_at = time.monotonic()
+
+        def icheon_out() -> bool:
+            site = httpx.get(f"{cp.base_url}/v1/sites/icheon", headers=viewer, trust_env=False).json()
+            return not site["accepting"]
+
+        # then the control plane fails it over by itself, within the configured 2 s (+ detection and a tick)
+        assert wait_until(icheon_out, 20, 0.1)
+        took = time.monotonic() - down_at
+        stop.set()
+        stream.join()
+        assert took <= 2 + 3, f"automatic failover took {took:.1f}s"
+        incidents = httpx.get(f"{cp.base_url}/v1/incidents", headers=viewer, trust_env=False).json()
+        assert incidents[0]["subject"] == "icheon" and incidents[0]["trigger"] == "breaker"
+        # and moves every order Icheon held to backups (the move goes on after routing stopped)
+        assert wait_until(lambda: not orders_at(pg_url, "icheon"), 60, 0.25), orders_at(pg_url, "icheon")[:3]
+        settle_orders(pg_url)
+        sim.clear_fault("icheon")
+        settle(pg_url)
+        reconcile(pg_url, sim, world)
+
+
+def orders_at(url: str, site: str) -> list[tuple[str, str, int]]:
+    engine = engine_for(url)
+    with engine.connect() as c:
+        rows = c.execute(
+            select(OrderRow.id, OrderRow.status, OrderRow.attempts_count).where(OrderRow.site == site)
+        )
+        out = [tuple(r) for r in rows]
+    engine.dispose()
+    return out  # type: ignore[return-value]

@@ -5,7 +5,7 @@ together *before* the DC is called, so a crash between commit and DC call leaves
 order whose dispatch lease runs out and that the retry loop re-posts (DCs are idempotent on
 order_id). Each DC answer is then recorded in its own short transaction. No transaction is held
 open across a network call. Taking an order and recording its acknowledgement go through
-`repo.Intake` units (one statement per step on PostgreSQL); the rarer paths use sessions.
+`store.intake` units (one statement per step on PostgreSQL); the rarer paths use sessions.
 
 Never lost, never twice: an order no DC takes is `held` (kept, retried with backoff). When a call
 failed in a way that may still have reached the DC (timeout, 5xx, broken connection) and the order
@@ -38,6 +38,7 @@ from control_plane.domain import (
 )
 from control_plane.metrics import Metrics
 from control_plane.site_state import SiteStateCache
+from control_plane.store import intake
 from control_plane.store import orders as repo
 from control_plane.store.tables import OrderRow
 from failover.backoff import retry_delay_s
@@ -105,7 +106,7 @@ class OrderPipeline:
         clock: Callable[[], datetime],
     ) -> None:
         self._sessions = sessions
-        self._intake = repo.Intake(sessions)
+        self._intake = intake.Intake(sessions)
         self._sites = sites
         self._board = board
         self._client = client
@@ -145,7 +146,7 @@ class OrderPipeline:
 
     def _route_new(
         self,
-        unit: repo.IntakeUnit,
+        unit: intake.IntakeUnit,
         trace: Trace,
         order_id: str,
         req: OrderRequest,
@@ -155,7 +156,7 @@ class OrderPipeline:
         stock = unit.available_stock(li.sku for li in req.lines)
         decision = rank_candidates(req, sites, stock, now, self._eta)
         lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
-        order = repo.NewOrder(order_id, req, now, lease)
+        order = intake.NewOrder(order_id, req, now, lease)
         lost: list[repo.Attempt] = []
         for i, cand in enumerate(decision.candidates):
             if unit.place(order, cand.site, cand.eta, lost):
@@ -169,7 +170,7 @@ class OrderPipeline:
                 )
             )
         held = repo.Attempt(now, None, "held", f"no DC can take it: {decision.summary()}")
-        unit.hold(repo.NewOrder(order_id, req, now, self._held_until(now, 1)), [held, *lost])
+        unit.hold(intake.NewOrder(order_id, req, now, self._held_until(now, 1)), [held, *lost])
         trace.status = OrderStatus.HELD
         trace.attempts.extend([held, *lost])
         return None, []
@@ -239,6 +240,12 @@ class OrderPipeline:
                 self._note(
                     s, trace, order_id, site.code, result.outcome, result.reason, now, result.latency_ms
                 )
+                if row.site != site.code or row.status != OrderStatus.ROUTED.value:
+                    # a failover moved it while this call was out: the mover released the reservation
+                    # and owns the order now; only a copy this DC may hold is still ours to cancel
+                    if result.needs_cancel:
+                        repo.add_cancel(s, order_id, site.code, f"left after: {result.reason}", now)
+                    return
                 row.attempts_count += 1
                 row.updated_at = now
                 repo.release(s, site.code, lines)
