@@ -200,6 +200,9 @@ def failback(
     reason: Annotated[str, typer.Option(help="why; recorded in the audit log")] = "recovered",
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     force: Annotated[bool, typer.Option(help="override refusing safety rules (audited)")] = False,
+    ramp: Annotated[
+        float, typer.Option(help="seconds to ramp from 10% to 100% of its orders (0: at once)")
+    ] = 0,
     url: URL = "http://127.0.0.1:8000",
     token: TOKEN = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,

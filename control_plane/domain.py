@@ -166,6 +166,7 @@ class SiteState:
     breaker: BreakerState = BreakerState.CLOSED
     routed_this_hour: int = 0
     impaired: bool = False  # an integration it depends on is down without a healthy fallback
+    ramp_weight: float = 1.0  # share of its orders routing may send it (below 1 while a failback ramps)
 
     @property
     def load_ratio(self) -> float:

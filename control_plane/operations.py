@@ -242,7 +242,9 @@ class SiteOperations:
 
     # --- failback ---
 
-    def failback(self, actor: Actor, code: str, reason: str, dry_run: bool, force: bool) -> dict[str, Any]:
+    def failback(
+        self, actor: Actor, code: str, reason: str, dry_run: bool, force: bool, ramp_s: float = 0.0
+    ) -> dict[str, Any]:
         ctx = self._ctx
         ctx.sites.refresh()
         site = _find(ctx.sites.snapshot(), code)
@@ -281,6 +283,8 @@ class SiteOperations:
             row = s.get(SiteRow, code)
             assert row is not None
             row.accepting, row.updated_at = True, now
+            # a ramp brings the site back from 10 % to 100 % of its orders instead of all at once
+            row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
             incident = incident_repo.open_incident_for(s, code)
             if incident is not None:
                 incident.status, incident.resolved_at = "resolved", now
@@ -300,7 +304,13 @@ class SiteOperations:
             )
         ctx.sites.refresh()
         self._end_change(change_id, "done", {"cancelled_first": owed - still_owed})
-        answer.update({"cancelled_first": owed - still_owed, "overridden": [r.name for r in overridden]})
+        answer.update(
+            {
+                "cancelled_first": owed - still_owed,
+                "overridden": [r.name for r in overridden],
+                "ramp_s": ramp_s,
+            }
+        )
         return answer
 
     def _probe(self, code: str) -> Health:

@@ -21,6 +21,7 @@ from control_plane.domain import Health, Region, Site, SiteState, Sku
 from control_plane.store import orders as orders_repo
 from control_plane.store import world as world_repo
 from failover.breakers import BreakerBoard
+from failover.ramp import ramp_weight
 
 log = logging.getLogger("drctl.site_state")
 
@@ -30,6 +31,13 @@ class _SiteRuntime:
     site: Site
     accepting: bool
     health: Health
+    ramp_started_at: datetime | None = None
+    ramp_duration_s: float | None = None
+
+    def ramp_weight(self, now: datetime) -> float:
+        if self.ramp_started_at is None or not self.ramp_duration_s:
+            return 1.0
+        return ramp_weight(self.ramp_started_at, now, self.ramp_duration_s)
 
 
 def hour_start(now: datetime) -> datetime:
@@ -63,7 +71,14 @@ class SiteStateCache:
         with self._sessions() as s:
             rows = world_repo.list_site_rows(s)
             sites = {
-                r.code: _SiteRuntime(world_repo.site_from_row(r), r.accepting, Health(r.health)) for r in rows
+                r.code: _SiteRuntime(
+                    world_repo.site_from_row(r),
+                    r.accepting,
+                    Health(r.health),
+                    r.ramp_started_at,
+                    r.ramp_duration_s,
+                )
+                for r in rows
             }
             regions = {r.code: r for r in world_repo.list_regions(s)}
             catalog = world_repo.catalog(s)
@@ -100,6 +115,7 @@ class SiteStateCache:
 
     def snapshot(self) -> list[SiteState]:
         self._ensure_fresh()
+        now = self._clock()
         with self._lock:
             runtimes = list(self._sites.values())
             counts = {code: self._db_counts.get(code, 0) + self._local_counts[code] for code in self._sites}
@@ -110,6 +126,7 @@ class SiteStateCache:
                 health=rt.health,
                 breaker=self._board.get(rt.site.code).routable_state,
                 routed_this_hour=counts[rt.site.code],
+                ramp_weight=rt.ramp_weight(now),
             )
             for rt in runtimes
         ]

@@ -8,12 +8,14 @@ decides (lower is better).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from control_plane.domain import BreakerState, Health, OrderRequest, SiteState
 from failover.eta import EtaModel
+from failover.ramp import admit_under_ramp
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Exclusion:
     site: str
-    reason: str  # not_accepting | down | impaired | breaker_open | over_capacity | no_stock:SKU | avoid
+    # not_accepting | down | impaired | breaker_open | over_capacity | ramping | no_stock:SKU | avoid
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,12 @@ class RoutingDecision:
     def summary(self) -> str:
         """One line for the attempt log: why each excluded site was passed over."""
         return ", ".join(f"{e.site}={e.reason}" for e in self.exclusions) or "none excluded"
+
+
+def order_draw(order: OrderRequest) -> float:
+    """A stable number in [0, 1) per order: a ramping site takes the same orders on every retry."""
+    digest = hashlib.blake2b(f"{order.channel}/{order.external_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64
 
 
 def exclusion_reason(
@@ -71,6 +80,8 @@ def exclusion_reason(
         return "breaker_open"
     if state.routed_this_hour >= state.site.capacity_per_hour:
         return "over_capacity"
+    if state.ramp_weight < 1.0 and not admit_under_ramp(state.ramp_weight, order_draw(order)):
+        return "ramping"
     for line in order.lines:
         if stock.get((code, line.sku), 0) < line.qty:
             return f"no_stock:{line.sku}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -60,3 +62,35 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+class _KeepRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # a record that cannot format is not ours to judge
+        with contextlib.suppress(Exception):
+            self.lines.append(record.getMessage() + " " + " ".join(str(v) for v in record.__dict__.values()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_any_log() -> Iterator[None]:
+    """After the whole session: no token the suite issued appears in any log line it captured.
+
+    In-process apps log through the root logger (kept here); control planes run as child processes
+    write to files the harness lists.
+    """
+    from harness import CONTROL_PLANE_LOGS, ISSUED_TOKENS
+
+    keeper = _KeepRecords()
+    root = logging.getLogger()
+    root.addHandler(keeper)
+    yield
+    root.removeHandler(keeper)
+    texts = list(keeper.lines) + [p.read_text(errors="replace") for p in CONTROL_PLANE_LOGS if p.exists()]
+    leaked = [
+        t for t in ISSUED_TOKENS if any(t in text or t.removeprefix("drctl_") in text for text in texts)
+    ]
+    assert not leaked, f"{len(leaked)} issued tokens appear in log lines"

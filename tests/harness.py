@@ -29,6 +29,10 @@ from control_plane.store.world import save_world
 from control_plane.worldfile import load_world_file
 
 ROOT = Path(__file__).resolve().parent.parent
+# every token the suite issues and every control-plane log it produces: checked at the end of the
+# session (conftest.no_token_in_any_log) — no token may reach a log line
+ISSUED_TOKENS: list[str] = []
+CONTROL_PLANE_LOGS: list[Path] = []
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"
 
 
@@ -57,10 +61,12 @@ def prepare_database(url: str, world: World) -> dict[str, str]:
         now = datetime.now(UTC)
         with make_session_factory(engine).begin() as s:
             save_world(s, world, now)
-            return {
+            issued = {
                 role: tokens.create_token(s, f"test-{role}-{time.time_ns()}", role, now)
                 for role in tokens.ROLES
             }
+            ISSUED_TOKENS.extend(issued.values())
+            return issued
     finally:
         engine.dispose()
 
@@ -109,6 +115,7 @@ def control_plane(
     env = {**os.environ, **FAST_SETTINGS, "DRCTL_DATABASE_URL": db_url, **(extra_env or {})}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = log_dir / f"control-plane-{port}.log"
+    CONTROL_PLANE_LOGS.append(log_path)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "control_plane", "serve", "--port", str(port), "--workers", str(workers)],

@@ -158,3 +158,16 @@ def test_ops_endpoints_answer_without_a_token(api: tuple[TestClient, dict[str, s
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert "drctl_routing_seconds_bucket" in metrics.text
+
+
+def test_idempotency_key_on_intake_replays_the_first_answer(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, factory = api
+    headers = {"Authorization": f"Bearer {tokens['ingest']}", "Idempotency-Key": "batch-7-line-1"}
+    first = client.post("/v1/orders", json=factory.order(), headers=headers)
+    # a client retrying with the same key but a regenerated body still gets the first answer
+    again = client.post("/v1/orders", json=factory.order(), headers=headers)
+    assert again.json()["id"] == first.json()["id"] and again.status_code == first.status_code
+    assert again.headers["Idempotent-Replay"] == "true"
+    assert row_counts(db_url)[0] == 1

@@ -211,3 +211,13 @@ def test_every_mutating_route_needs_a_token_and_more_than_viewer(make_api: Any) 
         )
         assert anonymous.status_code == 401, (method, path)
         assert viewer.status_code == 403, (method, path)
+
+
+def test_failback_can_ramp_the_site_back_instead_of_all_at_once(make_api: Any) -> None:
+    client, tokens = make_api()
+    assert post(client, tokens["operator"], "/v1/sites/busan/failover", reason="flood").status_code == 200
+    back = post(client, tokens["operator"], "/v1/sites/busan/failback", reason="dry", force=True, ramp_s=600)
+    assert back.status_code == 200 and back.json()["ramp_s"] == 600
+    site = client.get("/v1/sites/busan", headers={"Authorization": f"Bearer {tokens['viewer']}"}).json()
+    assert site["accepting"] is True
+    assert 0.1 <= site["ramp_weight"] < 0.2  # starts at 10 %, reaches 100 % after ten minutes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,24 @@ def test_failover_moves_every_order_and_failback_cancels_at_the_old_dc_first(
                          json={"reason": "flood at Icheon", "dry_run": True}).json()  # fmt: skip
         assert row_counts(pg_url) == before
         assert dry["plan"]["orders_to_move"] == 1000
-        # ... and the real failover does what the plan said
-        real = httpx.post(f"{cp.base_url}/v1/sites/icheon/failover", headers=op, timeout=300, trust_env=False,
-                          json={"reason": "flood at Icheon"})  # fmt: skip
-        assert real.status_code == 200, real.text
+
+        # ... and of two operators pressing the button at once, exactly one goes through
+        def press() -> httpx.Response:
+            return httpx.post(
+                f"{cp.base_url}/v1/sites/icheon/failover",
+                headers=op,
+                timeout=300,
+                trust_env=False,
+                json={"reason": "flood at Icheon"},
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: press(), range(2)))
+        assert sorted(r.status_code for r in answers) == [200, 409]
+        real = next(r for r in answers if r.status_code == 200)
+        refused = next(r for r in answers if r.status_code == 409).json()
+        assert refused["rule"] in ("one_change_per_site", "already_failed_over")
+        # and the failover does what the plan said
         body = real.json()
         assert body["moved"]["per_target"] == dry["plan"]["per_target"]
         assert body["plan"]["late"] == dry["plan"]["late"]

@@ -122,3 +122,17 @@ def test_candidates_are_on_time_first_then_by_score(sites_and_stock: list) -> No
     cands = rank_candidates(order(dest=GeoPoint(36, 128)), states, stock, NOW, MODEL).candidates
     keys = [(c.late, c.score) for c in cands]
     assert keys == sorted(keys)
+
+
+def test_a_ramping_site_takes_about_its_weight_of_orders_and_the_same_ones_every_time() -> None:
+    from dataclasses import replace as with_
+
+    ramping = state(ICHEON, ramp_weight=0.1)
+    orders = [with_(order(), external_id=f"ext-{i}") for i in range(2000)]
+    taken = [exclusion_reason(ramping, o, STOCK) is None for o in orders]
+    assert 0.07 < sum(taken) / len(orders) < 0.13
+    assert taken == [exclusion_reason(ramping, o, STOCK) is None for o in orders]
+    assert {exclusion_reason(ramping, o, STOCK) for o, ok in zip(orders, taken, strict=True) if not ok} == {
+        "ramping"
+    }
+    assert all(exclusion_reason(state(ICHEON, ramp_weight=1.0), o, STOCK) is None for o in orders[:50])

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from control_plane.api.deps import Ctx, Operator, SessionDep, Viewer
+from control_plane.api.idempotency import remember, replay
 from control_plane.bia_runs import get_run, latest_run, params_with
 from control_plane.store.tables import BiaRunRow
+from control_plane.store.tokens import audit
 
 router = APIRouter(prefix="/v1/bia", tags=["bia"])
 
@@ -50,12 +53,35 @@ def _out(row: BiaRunRow, with_result: bool) -> BiaRunOut:
     )
 
 
-@router.post("/runs", status_code=202)
-def start_run(body: BiaRunIn, ctx: Ctx, who: Operator, request: Request, response: Response) -> BiaRunOut:
+@router.post("/runs", status_code=202, response_model=BiaRunOut)
+def start_run(
+    body: BiaRunIn,
+    ctx: Ctx,
+    who: Operator,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    if idempotency_key:
+        first = replay(ctx, who.name, idempotency_key, request)
+        if first is not None:
+            return first
     run_id, _ = ctx.bia.start(who.name, body.days, params_with(body.params))
-    response.headers["Location"] = f"/v1/bia/runs/{run_id}"
+    with ctx.sessions.begin() as s:
+        after = {"days": body.days, **body.params}
+        audit(
+            s,
+            ctx.clock(),
+            who.name,
+            "bia.run",
+            f"bia_run:{run_id}",
+            after=after,
+            idempotency_key=idempotency_key,
+        )
     with ctx.sessions() as s:
-        return _out(get_run(s, run_id), with_result=False)
+        out = _out(get_run(s, run_id), with_result=False).model_dump(mode="json")
+    if idempotency_key:
+        remember(ctx, who.name, idempotency_key, request, 202, out)
+    return JSONResponse(out, status_code=202, headers={"Location": f"/v1/bia/runs/{run_id}"})
 
 
 @router.get("/runs/{run_id}")

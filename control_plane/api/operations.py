@@ -29,6 +29,9 @@ class FailbackIn(BaseModel):
     reason: str = Field(min_length=3, max_length=2000)
     dry_run: bool = False
     force: bool = False
+    ramp_s: float = Field(
+        default=0, ge=0, le=86_400, description="ramp from 10% to 100% over this many seconds"
+    )
 
 
 def _run_once(request: Request, who: Principal, key: str | None, status: int, action: Any) -> JSONResponse:
@@ -64,7 +67,11 @@ def failback(
 ):  # type: ignore[no-untyped-def]
     ops = request.app.state.operations
     return _run_once(
-        request, who, key, 200, lambda actor: ops.failback(actor, code, body.reason, body.dry_run, body.force)
+        request,
+        who,
+        key,
+        200,
+        lambda actor: ops.failback(actor, code, body.reason, body.dry_run, body.force, body.ramp_s),
     )
 
 

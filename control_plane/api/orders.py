@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.api.deps import Ctx, Ingest, SessionDep, Viewer
+from control_plane.api.idempotency import remember, replay
 from control_plane.api.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
 from control_plane.context import AppContext
 from control_plane.domain import NotFound, OrderRequest, OrderStatus
@@ -90,10 +92,28 @@ def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
         422: {"description": "invalid order (problem+json naming the field)"},
     },
 )
-async def post_order(body: OrderIn, ctx: Ctx, _: Ingest) -> Response:
+async def post_order(
+    body: OrderIn,
+    ctx: Ctx,
+    who: Ingest,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Response:
     # async, so that the whole order costs one hop to a worker thread (a sync handler would add
     # one per dependency); the pipeline blocks on the database and the DC, so it runs there
+    if idempotency_key:
+        return await run_in_threadpool(_take_order_once, ctx, body, who.name, idempotency_key, request)
     return await run_in_threadpool(_take_order, ctx, body)
+
+
+def _take_order_once(ctx: AppContext, body: OrderIn, actor: str, key: str, request: Request) -> Response:
+    """With an Idempotency-Key, a repeat gets the first answer (on top of channel + external_id)."""
+    first = replay(ctx, actor, key, request)
+    if first is not None:
+        return first
+    resp = _take_order(ctx, body)
+    remember(ctx, actor, key, request, resp.status_code, json.loads(resp.body))
+    return resp
 
 
 def _take_order(ctx: AppContext, body: OrderIn) -> Response:

@@ -129,6 +129,7 @@ class SiteOut(BaseModel):
     capacity_per_hour: int
     routed_this_hour: int
     load_ratio: float
+    ramp_weight: float
     backups: list[str]
     depends_on: list[str]
 

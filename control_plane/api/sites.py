@@ -24,6 +24,7 @@ def _site_out(st: SiteState) -> SiteOut:
         capacity_per_hour=st.site.capacity_per_hour,
         routed_this_hour=st.routed_this_hour,
         load_ratio=round(st.load_ratio, 4),
+        ramp_weight=round(st.ramp_weight, 4),
         backups=list(st.site.backups),
         depends_on=list(st.site.depends_on),
     )

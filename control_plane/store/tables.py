@@ -68,6 +68,9 @@ class SiteRow(Base):
     tier: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rto_hours: Mapped[float | None] = mapped_column(Float, nullable=True)  # from the latest BIA
     rpo_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # a failback may ramp routing back from 10 % to 100 % of the site's orders over this window
+    ramp_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    ramp_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     # runtime: routing control (operators/automation) and probed health
     accepting: Mapped[bool] = mapped_column(Boolean, default=True)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
