@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bia.engine import run_bia
+from bia.frame import HISTORY_COLUMNS
 from bia.params import BiaParams
 from bia.results import BiaResult, SiteTarget, site_targets
 from control_plane.domain import InvalidInput, NotFound, OrderStatus
@@ -49,19 +50,9 @@ def history_from_store(session: Session, since: datetime) -> pl.DataFrame:
         .where(OrderRow.placed_at >= since, OrderRow.status.in_(HISTORY_STATUSES), OrderRow.site.is_not(None))
     )
     rows = session.execute(stmt).all()
-    columns = [
-        "order_id",
-        "placed_at",
-        "channel",
-        "customer_id",
-        "region",
-        "postal_code",
-        "site",
-        "sku",
-        "qty",
-    ]
-    data: dict[str, Any] = {c: [getattr(r, c) for r in rows] for c in columns}
-    data["unit_price"] = [float(r.unit_price) for r in rows]
+    # the columns BIA reads from a file, in its order; money as float like a file history
+    data: dict[str, Any] = {c: [getattr(r, c) for r in rows] for c in HISTORY_COLUMNS}
+    data["unit_price"] = [float(p) for p in data["unit_price"]]
     return pl.DataFrame(data, schema_overrides={"placed_at": pl.Datetime("us", "UTC"), "qty": pl.Int64})
 
 
