@@ -291,11 +291,12 @@ def test_stats_count_contract_requests_by_route(sim: Sim) -> None:
 
 def test_down_refuses_connections_and_clearing_restores_service_with_ledger_intact(sim: Sim) -> None:
     before = new_order()
-    sim.http.post(f"{sim.icheon}/orders", json=before)
+    # a new connection per call: a pooled one aborted by 'down' would read as a reset, not a refusal
+    sim.http.post(f"{sim.icheon}/orders", json=before, headers={"Connection": "close"})
 
     set_fault(sim, "icheon", {"mode": "down"})
     with pytest.raises(httpx.ConnectError):
-        sim.http.post(f"{sim.icheon}/orders", json=new_order())
+        sim.http.post(f"{sim.icheon}/orders", json=new_order(), headers={"Connection": "close"})
     listed = sim.http.get(f"{sim.admin}/_sim/targets").json()["targets"]
     clear_fault(sim, "icheon")
     after = new_order()
@@ -436,14 +437,16 @@ def test_faults_on_one_target_leave_the_others_alone(sim: Sim) -> None:
 
 
 def test_integration_health_follows_its_faults(sim: Sim) -> None:
-    healthy = sim.http.get(f"{sim.carrier}/health")
+    # a new connection per call: a pooled one aborted by 'down' would read as a reset, not a refusal
+    fresh = {"Connection": "close"}
+    healthy = sim.http.get(f"{sim.carrier}/health", headers=fresh)
     set_fault(sim, "cj-logistics", {"mode": "error_rate", "p": 1.0})
-    failing = sim.http.get(f"{sim.carrier}/health")
+    failing = sim.http.get(f"{sim.carrier}/health", headers=fresh)
     set_fault(sim, "cj-logistics", {"mode": "down"})
     with pytest.raises(httpx.ConnectError):
-        sim.http.get(f"{sim.carrier}/health")
+        sim.http.get(f"{sim.carrier}/health", headers=fresh)
     clear_fault(sim, "cj-logistics")
-    recovered = sim.http.get(f"{sim.carrier}/health")
+    recovered = sim.http.get(f"{sim.carrier}/health", headers=fresh)
 
     assert (healthy.status_code, failing.status_code, recovered.status_code) == (200, 503, 200)
     assert recovered.json() == {"status": "ok"}

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +41,7 @@ from control_plane.metrics import Metrics
 from control_plane.site_state import SiteStateCache
 from control_plane.store import intake
 from control_plane.store import orders as repo
+from control_plane.store.db import retry_on_deadlock
 from control_plane.store.tables import OrderRow
 from failover.backoff import retry_delay_s
 from failover.breakers import BreakerBoard
@@ -234,40 +236,57 @@ class OrderPipeline:
                 if site.code != origin:
                     self._metrics.orders_rerouted.labels(origin, site.code).inc()
                 return
-            with self._sessions.begin() as s:
-                row = repo.get_order(s, order_id, for_update=True)
-                assert row is not None
-                self._note(
-                    s, trace, order_id, site.code, result.outcome, result.reason, now, result.latency_ms
-                )
-                if row.site != site.code or row.status != OrderStatus.ROUTED.value:
-                    # a failover moved it while this call was out: the mover released the reservation
-                    # and owns the order now; only a copy this DC may hold is still ours to cancel
-                    if result.needs_cancel:
-                        repo.add_cancel(s, order_id, site.code, f"left after: {result.reason}", now)
-                    return
-                row.attempts_count += 1
-                row.updated_at = now
-                repo.release(s, site.code, lines)
+            failed = partial(
+                self._after_failure, trace, len(trace.attempts), order_id, site.code, result, rest, lines, now
+            )
+            current, rest = retry_on_deadlock(failed)
+
+    def _after_failure(
+        self,
+        trace: Trace,
+        noted: int,
+        order_id: str,
+        site_code: str,
+        result: DispatchResult,
+        rest: list[Candidate],
+        lines: list[OrderLine],
+        now: datetime,
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        """Record a failed DC call, release its reservation and reserve at the next candidate (or hold)."""
+        del trace.attempts[noted:]  # a transaction retried after a deadlock notes its attempts again
+        with self._sessions.begin() as s:
+            row = repo.get_order(s, order_id, for_update=True)
+            assert row is not None
+            self._note(s, trace, order_id, site_code, result.outcome, result.reason, now, result.latency_ms)
+            if row.site != site_code or row.status != OrderStatus.ROUTED.value:
+                # a failover moved it while this call was out: the mover released the reservation
+                # and owns the order now; only a copy this DC may hold is still ours to cancel
                 if result.needs_cancel:
-                    repo.add_cancel(s, order_id, site.code, f"left after: {result.reason}", now)
-                current, rest, lost = self._next_candidate(s, rest, lines)
-                for lost_site in lost:
-                    self._note(
-                        s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
-                    )
-                if current is None:
-                    row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
-                    row.next_attempt_at = self._held_until(now, row.attempts_count)
-                    self._note(s, trace, order_id, None, "held", "every candidate DC failed or refused", now)
-                    trace.status, trace.site, trace.eta = OrderStatus.HELD, None, None
-                    log.warning("order held", extra={"order_id": order_id, "last_site": site.code})
-                else:
-                    row.status, row.site, row.eta = OrderStatus.ROUTED.value, current.site, current.eta
-                    row.routed_at = now
-                    row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
-                    trace.status, trace.site, trace.eta = OrderStatus.ROUTED, current.site, current.eta
-                    self._sites.note_routed(current.site)
+                    repo.add_cancel(s, order_id, site_code, f"left after: {result.reason}", now)
+                return None, []
+            row.attempts_count += 1
+            row.updated_at = now
+            repo.release(s, site_code, lines)
+            if result.needs_cancel:
+                repo.add_cancel(s, order_id, site_code, f"left after: {result.reason}", now)
+            current, rest, lost = self._next_candidate(s, list(rest), lines)
+            for lost_site in lost:
+                self._note(
+                    s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
+                )
+            if current is None:
+                row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
+                row.next_attempt_at = self._held_until(now, row.attempts_count)
+                self._note(s, trace, order_id, None, "held", "every candidate DC failed or refused", now)
+                trace.status, trace.site, trace.eta = OrderStatus.HELD, None, None
+                log.warning("order held", extra={"order_id": order_id, "last_site": site_code})
+            else:
+                row.status, row.site, row.eta = OrderStatus.ROUTED.value, current.site, current.eta
+                row.routed_at = now
+                row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
+                trace.status, trace.site, trace.eta = OrderStatus.ROUTED, current.site, current.eta
+                self._sites.note_routed(current.site)
+        return current, rest
 
     def _record_accepted(
         self, trace: Trace, order_id: str, site: str, result: DispatchResult, now: datetime

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, pool_size: int = 20) -> Engine:
@@ -52,3 +57,23 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def retry_on_deadlock(work: Callable[[], T], attempts: int = 5) -> T:
+    """Run a transaction again when PostgreSQL chose it as a deadlock (or serialization) victim.
+
+    Two orders failing over at once can release stock at one site and reserve at another in
+    opposite orders; the database breaks the cycle by aborting one, which is then simply retried.
+    """
+    for n in range(attempts):
+        try:
+            return work()
+        except DBAPIError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if n == attempts - 1 or sqlstate not in RETRYABLE_SQLSTATES:
+                raise
+            time.sleep(0.005 * (n + 1))
+    raise AssertionError("unreachable")
