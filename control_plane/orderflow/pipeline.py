@@ -379,6 +379,24 @@ class OrderPipeline:
         """
         now = self._clock()
         trace = Trace()
+        moved = retry_on_deadlock(
+            partial(self._move_reserve, trace, order_id, from_site, assignment, owes_cancel, now)
+        )
+        if moved is None:
+            return None
+        if moved[0] is None:
+            return trace  # held: no site can take it now; the retry loop goes on
+        first, rest, lines, req = moved
+        self._dispatch_chain(
+            trace, order_id, order_payload(order_id, req), first, rest, lines, origin=from_site
+        )
+        return trace
+
+    def _move_reserve(
+        self, trace: Trace, order_id: str, from_site: str, assignment: Any, owes_cancel: bool, now: datetime
+    ) -> tuple[Candidate | None, list[Candidate], list[OrderLine], OrderRequest] | None:
+        """The move's one transaction: release at the old site, reserve at the new one (or hold)."""
+        trace.attempts.clear()  # a transaction retried after a deadlock notes its attempts again
         with self._sessions.begin() as s:
             row = repo.get_order(s, order_id, for_update=True)
             if row is None or row.site != from_site or row.status not in repo.LIVE_AT_DC:
@@ -406,7 +424,7 @@ class OrderPipeline:
                 row.next_attempt_at = self._held_until(now, row.attempts_count)
                 self._note(s, trace, order_id, None, "held", "no site can take it after the failover", now)
                 trace.status = OrderStatus.HELD
-                return trace
+                return None, [], lines, req
             row.status, row.site, row.eta, row.routed_at = (
                 OrderStatus.ROUTED.value,
                 first.site,
@@ -416,10 +434,7 @@ class OrderPipeline:
             row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
             trace.status, trace.site, trace.eta = OrderStatus.ROUTED, first.site, first.eta
             self._sites.note_routed(first.site)
-        self._dispatch_chain(
-            trace, order_id, order_payload(order_id, req), first, rest, lines, origin=from_site
-        )
-        return trace
+            return first, rest, lines, req
 
 
 def request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
