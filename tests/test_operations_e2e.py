@@ -209,7 +209,9 @@ def test_policy_on_fails_a_dc_over_by_itself_under_load(pg_url: str, tmp_path: P
         took = time.monotonic() - down_at
         stop.set()
         stream.join()
-        assert took <= 2 + 3, f"automatic failover took {took:.1f}s"
+        # 2 s configured; the rest is detection (fail_max failures) and one background tick, with
+        # room for a busy CI machine
+        assert took <= 2 + 6, f"automatic failover took {took:.1f}s"
         incidents = httpx.get(f"{cp.base_url}/v1/incidents", headers=viewer, trust_env=False).json()
         assert incidents[0]["subject"] == "icheon" and incidents[0]["trigger"] == "breaker"
         # and moves every order Icheon held to backups (the move goes on after routing stopped)
