@@ -67,7 +67,7 @@ class AutoFailover:
         reason = f"breaker for {code} not closed for {seconds:.0f}s (policy {self._mode})"
         if self._mode == "propose":
             with self._sessions.begin() as s:
-                incident = incident_repo.open_incident_for(s, code) or incident_repo.open_incident(
+                incident = incident_repo.ensure_open_incident(
                     s, "site_outage", code, "breaker", f"{code} unreachable: failover proposed", now
                 )
                 incident_repo.add_event(s, incident.id, now, "failover_proposed", reason)
@@ -78,7 +78,7 @@ class AutoFailover:
             log.warning("automatic failover of %s: %s", code, reason)
         except Conflict as exc:
             with self._sessions.begin() as s:
-                incident = incident_repo.open_incident_for(s, code) or incident_repo.open_incident(
+                incident = incident_repo.ensure_open_incident(
                     s, "site_outage", code, "breaker", f"{code} unreachable", now
                 )
                 incident_repo.add_event(s, incident.id, now, "failover_refused", f"{exc} [rule {exc.rule}]")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from control_plane.bia_runs import latest_site_targets
 from control_plane.context import AppContext
@@ -185,23 +186,13 @@ class SiteOperations:
             row = s.get(SiteRow, code)
             assert row is not None
             row.accepting, row.updated_at = False, now
-            incident = incident_repo.open_incident_for(s, code) or incident_repo.open_incident(
+            incident = incident_repo.ensure_open_incident(
                 s, "site_outage", code, trigger, f"{code} failed over: {reason}", now, in_flight
             )
             incident_repo.add_event(
                 s, incident.id, now, "failover", f"routing to {code} stopped by {actor.name}"
             )
-            audit_repo.audit(
-                s,
-                now,
-                actor.name,
-                "site.failover.forced" if overridden else "site.failover",
-                f"site:{code}",
-                before={"accepting": True},
-                after={"accepting": False, "overridden_rules": [r.name for r in overridden]},
-                reason=reason,
-                idempotency_key=actor.idempotency_key,
-            )
+            _audit_routing_change(s, actor, code, "failover", False, overridden, reason, now)
             incident_id = incident.id
         self._ctx.sites.refresh()
         return incident_id
@@ -291,17 +282,7 @@ class SiteOperations:
                 incident_repo.add_event(
                     s, incident.id, now, "failback", f"routing to {code} reopened by {actor.name}"
                 )
-            audit_repo.audit(
-                s,
-                now,
-                actor.name,
-                "site.failback.forced" if overridden else "site.failback",
-                f"site:{code}",
-                before={"accepting": False},
-                after={"accepting": True, "overridden_rules": [r.name for r in overridden]},
-                reason=reason,
-                idempotency_key=actor.idempotency_key,
-            )
+            _audit_routing_change(s, actor, code, "failback", True, overridden, reason, now)
         ctx.sites.refresh()
         self._end_change(change_id, "done", {"cancelled_first": owed - still_owed})
         answer.update(
@@ -321,6 +302,30 @@ class SiteOperations:
         except DcUnavailable:
             return Health.DOWN
         return Health.HEALTHY if resp.status_code == 200 else Health.DOWN
+
+
+def _audit_routing_change(
+    s: Session,
+    actor: Actor,
+    code: str,
+    kind: str,
+    accepting: bool,
+    overridden: Sequence[RuleResult],
+    reason: str,
+    now: datetime,
+) -> None:
+    """Audit a failover or failback; one forced past refusing rules is its own action, naming them."""
+    audit_repo.audit(
+        s,
+        now,
+        actor.name,
+        f"site.{kind}.forced" if overridden else f"site.{kind}",
+        f"site:{code}",
+        before={"accepting": not accepting},
+        after={"accepting": accepting, "overridden_rules": [r.name for r in overridden]},
+        reason=reason,
+        idempotency_key=actor.idempotency_key,
+    )
 
 
 def _find(states: Sequence[SiteState], code: str) -> SiteState:

@@ -54,6 +54,15 @@ def open_incident_for(session: Session, subject: str) -> IncidentRow | None:
     )
 
 
+def ensure_open_incident(
+    session: Session, kind: str, subject: str, trigger: str, title: str, now: datetime, affected: int = 0
+) -> IncidentRow:
+    """The subject's unresolved incident, or a new one: one incident per outage, whoever saw it first."""
+    return open_incident_for(session, subject) or open_incident(
+        session, kind, subject, trigger, title, now, affected
+    )
+
+
 def get_incident(session: Session, incident_id: int) -> tuple[IncidentRow, list[IncidentEventRow]]:
     row = session.get(IncidentRow, incident_id)
     if row is None:

@@ -308,10 +308,6 @@ def claim_due_cancels(session: Session, now: datetime, limit: int) -> list[DcCan
     return list(session.scalars(stmt))
 
 
-def pending_cancel_count(session: Session) -> int:
-    return int(session.scalar(select(func.count()).where(DcCancelRow.status == "pending")) or 0)
-
-
 def cancels_owed_by(session: Session, site: str) -> list[DcCancelRow]:
     stmt = select(DcCancelRow).where(DcCancelRow.site == site, DcCancelRow.status == "pending")
     return list(session.scalars(stmt))
