@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from control_plane.api import bia, operations, orders, problems, sites
+from control_plane.api import alerting, bia, monitoring, operations, orders, problems, sites
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.deps import TokenCache
 from control_plane.auto_failover import AutoFailover
 from control_plane.background import BackgroundLoop
 from control_plane.context import AppContext, build_context, utcnow
+from control_plane.jobs.wiring import build_prober, build_scheduler
 from control_plane.logs import configure_logging
 from control_plane.operations import SiteOperations
 from control_plane.settings import Settings
@@ -47,15 +48,21 @@ def create_app(
         ctx.sessions,
         clock,
     )
-    loop = BackgroundLoop(ctx, extra_jobs=[auto.check])
+    prober = build_prober(ctx)
+    scheduler = build_scheduler(ctx, prober)
+    loop = BackgroundLoop(ctx, prober, extra_jobs=[auto.check])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.background_jobs:
             loop.start()
+        if settings.scheduler:
+            scheduler.start()
         try:
             yield
         finally:
+            if settings.scheduler:
+                scheduler.stop()
             if settings.background_jobs:
                 loop.stop()
             ctx.close()
@@ -68,6 +75,7 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.background = loop
+    app.state.scheduler = scheduler
     app.state.token_cache = TokenCache()
     app.state.operations = site_ops
     problems.install(app)
@@ -76,6 +84,8 @@ def create_app(
     app.include_router(sites.router)
     app.include_router(bia.router)
     app.include_router(operations.router)
+    app.include_router(monitoring.router)
+    app.include_router(alerting.router)
     _ops_routes(app, ctx)
     return app
 

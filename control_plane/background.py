@@ -1,7 +1,8 @@
-"""The control plane's periodic work: retry held orders, deliver DC cancels, refresh gauges.
+"""Every replica's periodic work: retry held orders, deliver DC cancels, breaker signals, gauges.
 
 Runs in one thread per process. Claims use SKIP LOCKED on PostgreSQL, so several replicas can run
-it side by side without taking the same order twice (leader-only jobs come with the scheduler).
+it side by side without taking the same order twice. Leader-only work (probes, alert evaluation and
+delivery) runs in `control_plane.jobs.scheduler`.
 """
 
 from __future__ import annotations
@@ -12,17 +13,26 @@ import time
 from collections.abc import Callable, Sequence
 
 from control_plane.context import AppContext
+from control_plane.jobs.probing import Prober
 from control_plane.metrics import HEALTH_VALUE
+from control_plane.monitor.rules import builtin_rules
+from control_plane.store import alerts as alert_repo
+from control_plane.store import incidents as incident_repo
 from control_plane.store import orders as repo
+from control_plane.store import world as world_repo
 from control_plane.store.tables import BreakerEventRow
 
 log = logging.getLogger("drctl.background")
+RULE_NAMES = tuple(r.name for r in builtin_rules())
 GAUGE_INTERVAL_S = 5.0
 
 
 class BackgroundLoop:
-    def __init__(self, ctx: AppContext, extra_jobs: Sequence[Callable[[], None]] = ()) -> None:
+    def __init__(
+        self, ctx: AppContext, prober: Prober, extra_jobs: Sequence[Callable[[], None]] = ()
+    ) -> None:
         self._ctx = ctx
+        self._prober = prober
         self._extra_jobs = tuple(extra_jobs)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drctl-background", daemon=True)
@@ -71,6 +81,11 @@ class BackgroundLoop:
                 BreakerEventRow(breaker=c.breaker, from_state=c.old.value, to_state=c.new.value, at=c.at)
                 for c in changes
             )
+        # a breaker opening is passive evidence about the DC: its health is degraded at once
+        sites = {st.site.code for st in self._ctx.sites.snapshot()}
+        for c in changes:
+            if c.breaker in sites:
+                self._prober.breaker_changed(c.breaker, c.new, c.at)
 
     def _refresh_gauges(self) -> None:
         # scrapes come every 15 s or so: no need to count held orders on every retry tick
@@ -81,6 +96,13 @@ class BackgroundLoop:
         m = self._ctx.metrics
         with self._ctx.sessions() as s:
             m.orders_held.set(repo.held_count(s))
+            m.incidents_open.set(incident_repo.open_count(s))
+            for code, health in world_repo.integration_health(s).items():
+                m.integration_health.labels(code).set(HEALTH_VALUE[health.value])
+            firing = alert_repo.firing_counts(s)
+        # every replica exports the same alert gauges, read from the shared store
+        for rule in RULE_NAMES:
+            m.alerts_firing.labels(rule).set(firing.get(rule, 0))
         for st in self._ctx.sites.snapshot():
             code = st.site.code
             m.site_accepting.labels(code).set(1 if st.accepting else 0)

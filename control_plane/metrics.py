@@ -79,6 +79,53 @@ class Metrics:
             registry=reg,
             **gauge_mode,
         )
+        self.integration_health = Gauge(
+            "drctl_integration_health",
+            "1 healthy, 0.5 degraded, 0 down, -1 unknown",
+            ["integration"],
+            registry=reg,
+            **gauge_mode,
+        )
+        self.notices_total = Counter(
+            "drctl_notices_total", "Customer delay notices by channel and outcome", ["channel", "status"],
+            registry=reg,
+        )  # fmt: skip
+        # Known label values start at 0 so rate() and the NoticeDeliveryFailing ratio work from the
+        # first failure on (a series that appears with its first increment hides that increment).
+        for channel in NOTICE_CHANNELS:
+            for status in NOTICE_STATUSES:
+                self.notices_total.labels(channel, status)
+        self.incidents_open = Gauge(
+            "drctl_incidents_open", "Incidents not yet resolved", registry=reg, **gauge_mode
+        )
+        self.alerts_firing = Gauge(
+            "drctl_alerts_firing",
+            "Firing alerts of the built-in engine, per rule",
+            ["alert"],
+            registry=reg,
+            **gauge_mode,
+        )
+        self.probe_seconds = Histogram(
+            "drctl_probe_seconds",
+            "Duration of one health probe (failed probes included)",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.scheduler_leader = Gauge(
+            "drctl_scheduler_leader",
+            "1 while this process runs the periodic jobs (the elected leader)",
+            registry=reg,
+            **gauge_mode,
+        )
+        self.alert_deliveries = Counter(
+            "drctl_alert_deliveries_total",
+            "Alert notifications handed to a channel, by outcome (sent, retry, failed)",
+            ["channel", "status"],
+            registry=reg,
+        )
 
 
+NOTICE_CHANNELS = ("email", "sms", "webhook")
+NOTICE_STATUSES = ("sent", "failed", "suppressed")
 HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5, "down": 0.0, "unknown": -1.0}

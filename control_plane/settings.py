@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE = Path(".drctl") / "drctl.db"
@@ -52,6 +52,41 @@ class Settings(BaseSettings):
     # automatic failover when a site's breaker stays open: off | propose | on
     auto_failover: Literal["off", "propose", "on"] = "off"
     auto_failover_after_s: float = 60.0
+
+    # scheduler: periodic monitoring jobs run on one elected replica (PostgreSQL advisory lock)
+    scheduler: bool = True
+    leader_poll_s: float = 1.0  # how often a follower tries to take the lead (bounds hand-over time)
+
+    # probes of every DC and integration, with hysteresis (Route 53 style)
+    probe_interval_s: float = 10.0
+    probe_timeout_s: float = 2.0
+    probe_failure_threshold: int = 3
+    probe_success_threshold: int = 2
+
+    # built-in alert engine (turn off when Prometheus + Alertmanager do the alerting)
+    alert_engine: bool = True
+    alert_eval_interval_s: float = 15.0
+    alert_repeat_interval_s: float = 4 * 3600.0
+    alert_keep_resolved_s: float = 3600.0
+    # per-rule `for` override in seconds, JSON: DRCTL_ALERT_FOR_S='{"SiteDown": 30}'
+    alert_for_s: dict[str, float] = Field(default_factory=dict)
+    alert_delivery_interval_s: float = 1.0
+    alert_delivery_timeout_s: float = 5.0
+    alert_delivery_max_attempts: int = 6
+    # channels: each is on when its settings are given; several may be on at once
+    alert_webhook_url: SecretStr | None = None  # Slack-compatible; Slack's URL is itself a secret
+    alert_sns_topic_arn: str | None = None
+    alert_ses_from: str | None = None
+    alert_ses_to: str = ""  # comma-separated addresses
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = 25
+    alert_smtp_from: str | None = None
+    alert_smtp_to: str = ""  # comma-separated addresses
+    alert_smtp_user: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_starttls: bool = False
+    aws_region: str = "ap-northeast-2"
+    aws_endpoint_url: str | None = None  # e.g. a local moto server; unset: AWS itself
 
     # serving
     host: str = "127.0.0.1"

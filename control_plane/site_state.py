@@ -21,6 +21,7 @@ from control_plane.domain import Health, Region, Site, SiteState, Sku
 from control_plane.store import orders as orders_repo
 from control_plane.store import world as world_repo
 from failover.breakers import BreakerBoard
+from failover.impairment import impaired_sites
 from failover.ramp import ramp_weight
 
 log = logging.getLogger("drctl.site_state")
@@ -33,6 +34,7 @@ class _SiteRuntime:
     health: Health
     ramp_started_at: datetime | None = None
     ramp_duration_s: float | None = None
+    impaired_by: tuple[str, ...] = ()  # why an integration outage leaves it unable to ship
 
     def ramp_weight(self, now: datetime) -> float:
         if self.ramp_started_at is None or not self.ramp_duration_s:
@@ -70,15 +72,20 @@ class SiteStateCache:
         now = self._clock()
         with self._sessions() as s:
             rows = world_repo.list_site_rows(s)
+            static = [world_repo.site_from_row(r) for r in rows]
+            impaired = impaired_sites(
+                static, world_repo.list_integrations(s), world_repo.integration_health(s)
+            )
             sites = {
                 r.code: _SiteRuntime(
-                    world_repo.site_from_row(r),
+                    site,
                     r.accepting,
                     Health(r.health),
                     r.ramp_started_at,
                     r.ramp_duration_s,
+                    tuple(impaired.get(r.code, ())),
                 )
-                for r in rows
+                for r, site in zip(rows, static, strict=True)
             }
             regions = {r.code: r for r in world_repo.list_regions(s)}
             catalog = world_repo.catalog(s)
@@ -126,6 +133,7 @@ class SiteStateCache:
                 health=rt.health,
                 breaker=self._board.get(rt.site.code).routable_state,
                 routed_this_hour=counts[rt.site.code],
+                impaired=bool(rt.impaired_by),
                 ramp_weight=rt.ramp_weight(now),
             )
             for rt in runtimes
@@ -134,6 +142,12 @@ class SiteStateCache:
     def note_routed(self, site: str) -> None:
         with self._lock:
             self._local_counts[site] += 1
+
+    def impairments(self) -> dict[str, tuple[str, ...]]:
+        """Impaired site code -> the reasons (sites that can ship are absent)."""
+        self._ensure_fresh()
+        with self._lock:
+            return {code: rt.impaired_by for code, rt in self._sites.items() if rt.impaired_by}
 
     def site(self, code: str) -> Site:
         self._ensure_fresh()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from control_plane.api.deps import Principal
 from control_plane.context import AppContext
+from control_plane.operations import Actor
 from control_plane.store.tables import IdempotencyKeyRow
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def replay(ctx: AppContext, actor: str, key: str, request: Request) -> JSONResponse | None:
@@ -37,3 +42,18 @@ def remember(ctx: AppContext, actor: str, key: str, request: Request, status: in
                 created_at=ctx.clock(),
             )
         )
+
+
+def run_once(
+    request: Request, who: Principal, key: str | None, status: int, action: Callable[[Actor], Any]
+) -> JSONResponse:
+    """Answer a repeat of an Idempotency-Key with the first answer; otherwise act and remember."""
+    ctx = request.app.state.ctx
+    if key:
+        first = replay(ctx, who.name, key, request)
+        if first is not None:
+            return first
+    body = action(Actor(who.name, key))
+    if key:
+        remember(ctx, who.name, key, request, status, body)
+    return JSONResponse(body, status_code=status)

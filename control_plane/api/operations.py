@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from control_plane.api.deps import Admin, Ctx, Operator, Principal, SessionDep, Viewer
-from control_plane.api.idempotency import remember, replay
-from control_plane.operations import Actor
+from control_plane.api.deps import Admin, Ctx, Operator, SessionDep, Viewer
+from control_plane.api.idempotency import IdempotencyKey, run_once
 from control_plane.store import incidents as incident_repo
 
 router = APIRouter(tags=["operations"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 class FailoverIn(BaseModel):
@@ -34,25 +31,12 @@ class FailbackIn(BaseModel):
     )
 
 
-def _run_once(request: Request, who: Principal, key: str | None, status: int, action: Any) -> JSONResponse:
-    """Answer a repeat of an Idempotency-Key with the first answer; otherwise act and remember."""
-    ctx = request.app.state.ctx
-    if key:
-        first = replay(ctx, who.name, key, request)
-        if first is not None:
-            return first
-    body = action(Actor(who.name, key))
-    if key:
-        remember(ctx, who.name, key, request, status, body)
-    return JSONResponse(body, status_code=status)
-
-
 @router.post("/v1/sites/{code}/failover", responses={409: {"description": "refused by a safety rule"}})
 def failover(
     code: str, body: FailoverIn, request: Request, ctx: Ctx, who: Operator, key: IdempotencyKey = None
 ):  # type: ignore[no-untyped-def]
     ops = request.app.state.operations
-    return _run_once(
+    return run_once(
         request,
         who,
         key,
@@ -66,7 +50,7 @@ def failback(
     code: str, body: FailbackIn, request: Request, ctx: Ctx, who: Operator, key: IdempotencyKey = None
 ):  # type: ignore[no-untyped-def]
     ops = request.app.state.operations
-    return _run_once(
+    return run_once(
         request,
         who,
         key,

@@ -132,6 +132,8 @@ class SiteOut(BaseModel):
     ramp_weight: float
     backups: list[str]
     depends_on: list[str]
+    impaired: bool = False
+    impaired_by: list[str] = []  # why an integration outage leaves the site unable to ship
 
 
 class BreakerOut(BaseModel):

@@ -11,7 +11,7 @@ from control_plane.domain import NotFound, SiteState
 router = APIRouter(tags=["sites"])
 
 
-def _site_out(st: SiteState) -> SiteOut:
+def _site_out(st: SiteState, impaired_by: tuple[str, ...] = ()) -> SiteOut:
     return SiteOut(
         code=st.site.code,
         name=st.site.name,
@@ -27,19 +27,22 @@ def _site_out(st: SiteState) -> SiteOut:
         ramp_weight=round(st.ramp_weight, 4),
         backups=list(st.site.backups),
         depends_on=list(st.site.depends_on),
+        impaired=st.impaired,
+        impaired_by=list(impaired_by),
     )
 
 
 @router.get("/v1/sites")
 def list_sites(ctx: Ctx, _: Viewer) -> list[SiteOut]:
-    return [_site_out(st) for st in ctx.sites.snapshot()]
+    why = ctx.sites.impairments()
+    return [_site_out(st, why.get(st.site.code, ())) for st in ctx.sites.snapshot()]
 
 
 @router.get("/v1/sites/{code}")
 def get_site(code: str, ctx: Ctx, _: Viewer) -> SiteOut:
     for st in ctx.sites.snapshot():
         if st.site.code == code:
-            return _site_out(st)
+            return _site_out(st, ctx.sites.impairments().get(code, ()))
     raise NotFound(f"no site {code!r}")
 
 

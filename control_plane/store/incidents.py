@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from control_plane.domain import NotFound
@@ -87,3 +87,13 @@ def list_audit(session: Session, limit: int, action: str | None = None) -> list[
     if action is not None:
         stmt = stmt.where(AuditEventRow.action == action)
     return list(session.scalars(stmt))
+
+
+def open_count(session: Session) -> int:
+    """Incidents not yet resolved (open or mitigated)."""
+    return int(session.scalar(select(func.count()).where(IncidentRow.status != "resolved")) or 0)
+
+
+def resolve(session: Session, incident: IncidentRow, now: datetime, message: str) -> None:
+    incident.status, incident.resolved_at = "resolved", now
+    add_event(session, incident.id, now, "resolved", message)

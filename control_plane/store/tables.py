@@ -140,6 +140,8 @@ class OrderRow(Base):
         UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
         Index("ix_orders_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_orders_site_routed_at", "site", "routed_at"),
+        # intake per channel over a window (OrderIntakeDropped)
+        Index("ix_orders_created_at", "created_at"),
     )
 
 
@@ -292,3 +294,77 @@ class IdempotencyKeyRow(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class HealthCheckRow(Base):
+    """The health state machine of one probed target (`site:<code>` / `integration:<code>`)."""
+
+    __tablename__ = "health_checks"
+    target: Mapped[str] = mapped_column(String(100), primary_key=True)
+    health: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_successes: Mapped[int] = mapped_column(Integer, default=0)
+    breaker_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_probe_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class HealthTransitionRow(Base):
+    __tablename__ = "health_transitions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(100))
+    from_health: Mapped[str] = mapped_column(String(16))
+    to_health: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_health_transitions_target_at", "target", "at"),)
+
+
+class AlertRow(Base):
+    """One alert instance of the built-in engine between evaluation ticks (by fingerprint)."""
+
+    __tablename__ = "alerts"
+    fingerprint: Mapped[str] = mapped_column(String(32), primary_key=True)
+    alertname: Mapped[str] = mapped_column(String(100))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | firing | resolved
+    value: Mapped[float] = mapped_column(Float, default=1.0)
+    active_since: Mapped[datetime] = mapped_column(UtcDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    silenced_by: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class SilenceRow(Base):
+    __tablename__ = "silences"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    matchers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AlertDeliveryRow(Base):
+    """One alert notification owed to one channel (an outbox: written with the alert's state)."""
+
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(32), index=True)
+    alertname: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))  # firing | repeat | resolved
+    channel: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    provider_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    __table_args__ = (Index("ix_alert_deliveries_status_next", "status", "next_attempt_at"),)

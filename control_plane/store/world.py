@@ -137,3 +137,15 @@ def apply_bia_targets(session: Session, targets: dict[str, tuple[int, float, int
         row = session.get(SiteRow, code)
         if row is not None:
             row.tier, row.rto_hours, row.rpo_seconds, row.updated_at = tier, rto_hours, rpo_seconds, now
+
+
+def integration_health(session: Session) -> dict[str, Health]:
+    """Probed health of every integration, by code."""
+    return {
+        code: Health(health)
+        for code, health in session.execute(select(IntegrationRow.code, IntegrationRow.health))
+    }
+
+
+def list_integration_rows(session: Session) -> list[IntegrationRow]:
+    return list(session.scalars(select(IntegrationRow).order_by(IntegrationRow.code)))

@@ -1,0 +1,139 @@
+"""One tick of the built-in alert engine: observe, evaluate, store, queue deliveries, open incidents.
+
+The observation is read from the store (health, held orders, intake) and this process's breaker
+board (shared across replicas when Redis holds breaker state). State, deliveries and incident
+events commit in one transaction, so a crash never sends a notification for a state it did not
+keep, nor keeps a state whose notification it forgot (transactional outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.alert_incidents import AlertEvent, apply_alert_event
+from control_plane.domain import Health
+from control_plane.metrics import Metrics
+from control_plane.monitor.alerts import AlertRule, Notification, NotificationKind, evaluate, firing_counts
+from control_plane.monitor.observation import INTAKE_WINDOW_S, IntakeRate, Observation
+from control_plane.site_state import SiteStateCache
+from control_plane.store import alerts as alert_repo
+from control_plane.store import orders as order_repo
+from control_plane.store.tables import IntegrationRow, OrderRow, SiteRow
+from failover.breakers import BreakerBoard
+
+log = logging.getLogger("drctl.alerts")
+WEEK = timedelta(weeks=1)
+
+
+class AlertEvaluator:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        rules: Sequence[AlertRule],
+        sites: SiteStateCache,
+        board: BreakerBoard,
+        metrics: Metrics,
+        channels: Callable[[], Sequence[str]],
+        clock: Callable[[], datetime],
+        repeat_interval_s: float,
+        keep_resolved_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._rules = tuple(rules)
+        self._sites = sites
+        self._board = board
+        self._metrics = metrics
+        self._channels = channels
+        self._clock = clock
+        self._repeat_s = repeat_interval_s
+        self._keep_s = keep_resolved_s
+
+    @property
+    def rules(self) -> tuple[AlertRule, ...]:
+        return self._rules
+
+    def tick(self) -> list[Notification]:
+        """Evaluate every rule once; return the notifications queued."""
+        now = self._clock()
+        channels = list(self._channels())
+        # observed before the write transaction: on SQLite a second connection inside it (the site
+        # cache's refresh) would wait for the write lock this one holds
+        load = {st.site.code: st.load_ratio for st in self._sites.snapshot()}
+        with self._sessions() as s:
+            observation = self.observe(s, now, load)
+        with self._sessions.begin() as s:
+            states = alert_repo.load_states(s)
+            silences = alert_repo.current_silences(s, now)
+            new_states, notes = evaluate(
+                self._rules, observation, states, silences, now, self._repeat_s, self._keep_s
+            )
+            alert_repo.save_states(s, states, new_states)
+            for note in notes:
+                alert_repo.add_deliveries(s, note, channels, now)
+                if note.kind is not NotificationKind.REPEAT:
+                    apply_alert_event(s, _event(note), now)
+        for name, n in firing_counts(self._rules, new_states.values()).items():
+            self._metrics.alerts_firing.labels(name).set(n)
+        for note in notes:
+            log.warning(
+                "alert %s %s %s: %s (to %s)",
+                note.labels.get("alertname"),
+                note.kind.value,
+                _subject_labels(note),
+                note.annotations.get("summary", ""),
+                ", ".join(channels) or "no channel configured",
+            )
+        return notes
+
+    def observe(self, s: Session, now: datetime, load_ratio: dict[str, float]) -> Observation:
+        """The snapshot the rules look at (DESIGN §10's gauges, read at the source)."""
+        return Observation(
+            site_health={r.code: Health(r.health) for r in s.scalars(select(SiteRow))},
+            integration_health={r.code: Health(r.health) for r in s.scalars(select(IntegrationRow))},
+            breakers=self._board.states(),
+            orders_held=order_repo.held_count(s),
+            site_load_ratio=load_ratio,
+            intake=_intake_rates(s, now),
+        )
+
+
+def _intake_rates(s: Session, now: datetime) -> dict[str, IntakeRate]:
+    window = timedelta(seconds=INTAKE_WINDOW_S)
+    per_hour = 3600 / INTAKE_WINDOW_S
+    observed = _counts_by_channel(s, now - window, now)
+    expected = _counts_by_channel(s, now - WEEK - window, now - WEEK)
+    return {
+        ch: IntakeRate(observed.get(ch, 0) * per_hour, expected.get(ch, 0) * per_hour)
+        for ch in sorted(set(observed) | set(expected))
+    }
+
+
+def _counts_by_channel(s: Session, start: datetime, end: datetime) -> dict[str, int]:
+    rows = s.execute(
+        select(OrderRow.channel, func.count())
+        .where(OrderRow.created_at >= start, OrderRow.created_at < end)
+        .group_by(OrderRow.channel)
+    )
+    return {channel: int(n) for channel, n in rows}
+
+
+def _event(note: Notification) -> AlertEvent:
+    return AlertEvent(
+        alertname=note.labels.get("alertname", ""),
+        status="resolved" if note.kind is NotificationKind.RESOLVED else "firing",
+        fingerprint=note.fingerprint,
+        starts_at=note.starts_at,
+        labels=dict(note.labels),
+        summary=note.annotations.get("summary", ""),
+        ends_at=note.ends_at,
+        source="builtin",
+    )
+
+
+def _subject_labels(note: Notification) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(note.labels.items()) if k not in ("alertname", "severity"))
