@@ -52,16 +52,19 @@ def create_app(
     scheduler = build_scheduler(ctx, prober)
     loop = BackgroundLoop(ctx, prober, extra_jobs=[auto.check])
 
+    # a process without background jobs never leads either (in-process tests, read-only replicas)
+    leads = settings.background_jobs and settings.scheduler
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.background_jobs:
             loop.start()
-        if settings.scheduler:
+        if leads:
             scheduler.start()
         try:
             yield
         finally:
-            if settings.scheduler:
+            if leads:
                 scheduler.stop()
             if settings.background_jobs:
                 loop.stop()

@@ -57,9 +57,15 @@ def history_from_store(session: Session, since: datetime) -> pl.DataFrame:
 
 
 class BiaRunner:
-    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        on_targets_applied: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._on_targets_applied = on_targets_applied
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drctl-bia")
 
     def start(self, actor: str, days: int, params: BiaParams) -> tuple[int, Future[BiaResult | None]]:
@@ -113,6 +119,8 @@ class BiaRunner:
             if doc is not None:
                 targets = {c: (t.tier, t.rto_hours, t.rpo_seconds) for c, t in site_targets(doc).items()}
                 world_repo.apply_bia_targets(s, targets, now)
+        if doc is not None:
+            self._on_targets_applied()  # e.g. the site cache, so /v1/sites shows the new tiers at once
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

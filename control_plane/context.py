@@ -134,7 +134,7 @@ def build_context(
         ),
         clock,
     )
-    bia = BiaRunner(sessions, clock)
+    bia = BiaRunner(sessions, clock, sites.refresh)
     return AppContext(
         settings, engine, sessions, metrics, board, client, sites, pipeline, cancels, eta, bia, clock, changes
     )
