@@ -103,7 +103,9 @@ def test_down_dc_is_down_after_interval_times_threshold_and_healthy_after_succes
         assert icheon["health"] == "healthy"
 
 
-def test_cj_down_with_hanjin_up_impairs_only_sites_shipping_with_cj_alone(pg_url: str, tmp_path: Path) -> None:
+def test_cj_down_with_hanjin_up_impairs_only_sites_shipping_with_cj_alone(
+    pg_url: str, tmp_path: Path
+) -> None:
     world, path = write_test_world(tmp_path / "world.yaml")
     tokens = prepare_database(pg_url, world)
     with start_simulator(path) as sim, control_plane(pg_url, tmp_path, PROBES) as cp:
