@@ -142,3 +142,19 @@ def test_bia_run_over_an_empty_store_is_exit_2(sqlite_url: str, tmp_path: Path) 
     assert done.returncode == 2
     assert "no orders in the store" in done.stderr
     assert not (tmp_path / "bia").exists()
+
+
+def test_serve_refuses_bad_monitoring_settings_in_one_line(sqlite_url: str) -> None:
+    for env, names in (
+        ({"DRCTL_PROBE_INTERVAL_S": "1", "DRCTL_PROBE_TIMEOUT_S": "5"}, "timeout_s"),
+        ({"DRCTL_ALERT_FOR_S": '{"SiteDwn": 30}'}, "alert_for_s.SiteDwn"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "control_plane", "serve", "--port", "1"],
+            env={**os.environ, "DRCTL_DATABASE_URL": sqlite_url, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and names in done.stderr, done.stderr
