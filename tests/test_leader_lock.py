@@ -13,6 +13,14 @@ from control_plane.leader import FileLock, LeaderElection, PgAdvisoryLock, lock_
 from conftest import PG_ADMIN
 
 
+def end_session(lock: PgAdvisoryLock, database: str) -> None:
+    """Have the server end the lock holder's session, as when its process is killed."""
+    assert lock._conn is not None
+    pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with psycopg.connect(PG_ADMIN.replace("dbname=postgres", f"dbname={database}"), autocommit=True) as c:
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
 def test_only_one_advisory_lock_holder_and_release_lets_the_next_in(pg_url: str) -> None:
     a, b = PgAdvisoryLock(pg_url), PgAdvisoryLock(pg_url)
     try:
@@ -30,13 +38,7 @@ def test_a_dead_session_loses_the_lock_to_the_next_process(pg_url: str, pg_serve
     a, b = PgAdvisoryLock(pg_url), PgAdvisoryLock(pg_url)
     try:
         assert a.try_acquire()
-        assert a._conn is not None
-        pid = a._conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        # the server ends the holder's session, as when its process is killed
-        with psycopg.connect(
-            PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True
-        ) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        end_session(a, pg_server)
         assert wait_until(lambda: b.try_acquire(), 5)
         assert a.still_held() is False
         assert a.try_acquire() is False
@@ -75,12 +77,7 @@ def test_election_calls_elected_then_deposed_when_the_session_dies(pg_url: str, 
     election.start()
     try:
         assert wait_until(lambda: events == ["elected"], 5)
-        assert lock._conn is not None
-        pid = lock._conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        with psycopg.connect(
-            PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True
-        ) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        end_session(lock, pg_server)
         # it notices, steps down, and (the lock being free again) is elected anew
         assert wait_until(lambda: events[:3] == ["elected", "deposed", "elected"], 5), events
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos.sim_process import wait_until
+from chaos.sim_process import SimProcess, wait_until
 from control_plane.domain import World
 
-from harness import control_plane, prepare_database, start_simulator, write_test_world
+from harness import ControlPlane, control_plane, prepare_database, start_simulator, write_test_world
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +33,19 @@ PROBES = {
 }
 HONAM = {"region": "honam", "postal_code": "61000", "lat": 35.16, "lon": 126.85}
 GANGNAM = {"region": "capital", "postal_code": "06236", "lat": 37.52, "lon": 127.05}
+
+
+@contextlib.contextmanager
+def monitored(
+    url: str, tmp_path: Path, role: str, first_healthy: str
+) -> Iterator[tuple[World, SimProcess, ControlPlane, httpx.Client]]:
+    """The sample world's DCs, a control plane probing them fast, and a client once `first_healthy` is."""
+    world, path = write_test_world(tmp_path / "world.yaml")
+    tokens = prepare_database(url, world)
+    with start_simulator(path) as sim, control_plane(url, tmp_path, PROBES) as cp:
+        c = cp.client(tokens[role])
+        wait_health(c, first_healthy, "healthy", 10)
+        yield world, sim, cp, c
 
 
 def order(world: World, n: int, ship_to: dict[str, Any], sku: str = "KR-0001") -> dict[str, Any]:
@@ -69,12 +84,7 @@ def transition_at(c: httpx.Client, target: str, to: str, after: datetime) -> dat
 def test_down_dc_is_down_after_interval_times_threshold_and_healthy_after_success_threshold(
     db_url: str, tmp_path: Path
 ) -> None:
-    world, path = write_test_world(tmp_path / "world.yaml")
-    tokens = prepare_database(db_url, world)
-    with start_simulator(path) as sim, control_plane(db_url, tmp_path, PROBES) as cp:
-        c = cp.client(tokens["viewer"])
-        wait_health(c, "site:icheon", "healthy", 10)
-
+    with monitored(db_url, tmp_path, "viewer", "site:icheon") as (_world, sim, _cp, c):
         # when the DC goes down, it is down after interval x failure threshold (+- one interval)
         fault_at = datetime.now(UTC)
         sim.set_fault("icheon", "down")
@@ -106,11 +116,7 @@ def test_down_dc_is_down_after_interval_times_threshold_and_healthy_after_succes
 def test_cj_down_with_hanjin_up_impairs_only_sites_shipping_with_cj_alone(
     pg_url: str, tmp_path: Path
 ) -> None:
-    world, path = write_test_world(tmp_path / "world.yaml")
-    tokens = prepare_database(pg_url, world)
-    with start_simulator(path) as sim, control_plane(pg_url, tmp_path, PROBES) as cp:
-        c = cp.client(tokens["ingest"])
-        wait_health(c, "integration:cj-logistics", "healthy", 10)
+    with monitored(pg_url, tmp_path, "ingest", "integration:cj-logistics") as (world, sim, _cp, c):
         # given: with every carrier up, Honam goes to Gwangju and Gangnam to the Seoul MFC
         before = [c.post("/v1/orders", json=order(world, i, HONAM)).json() for i in range(5)]
         before += [c.post("/v1/orders", json=order(world, i, GANGNAM)).json() for i in range(5)]
@@ -143,11 +149,7 @@ def test_cj_down_with_hanjin_up_impairs_only_sites_shipping_with_cj_alone(
 def test_breaker_opening_marks_a_site_degraded_while_its_probes_still_pass(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    world, path = write_test_world(tmp_path / "world.yaml")
-    tokens = prepare_database(sqlite_url, world)
-    with start_simulator(path) as sim, control_plane(sqlite_url, tmp_path, PROBES) as cp:
-        c = cp.client(tokens["ingest"])
-        wait_health(c, "site:gwangju", "healthy", 10)
+    with monitored(sqlite_url, tmp_path, "ingest", "site:gwangju") as (world, sim, _cp, c):
         # given: Gwangju answers in 0.7 s: past the 0.5 s order-call timeout, within the 0.9 s probe's
         sim.set_fault("gwangju", "latency", latency_ms=700)
         # when orders to it time out until its breaker opens
@@ -183,11 +185,7 @@ DESIGN_LABELS = {
 def test_every_design_metric_is_exported_with_its_labels_after_a_short_run(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    world, path = write_test_world(tmp_path / "world.yaml")
-    tokens = prepare_database(sqlite_url, world)
-    with start_simulator(path) as sim, control_plane(sqlite_url, tmp_path, PROBES) as cp:
-        c = cp.client(tokens["ingest"])
-        wait_health(c, "site:gwangju", "healthy", 10)
+    with monitored(sqlite_url, tmp_path, "ingest", "site:gwangju") as (world, sim, cp, c):
         # a short run: orders, one of them rerouted away from a DC that just failed
         sim.set_fault("gwangju", "error_rate", p=1.0)
         responses = [c.post("/v1/orders", json=order(world, i, HONAM)) for i in range(3)]
