@@ -82,6 +82,7 @@ def apply_alert_event(session: Session, event: AlertEvent, now: datetime) -> Out
         "labels": dict(event.labels),
         "starts_at": event.starts_at.isoformat(),
     }
+    incident_repo.lock_subject(session, subject)
     incident = incident_repo.open_incident_for(session, subject)
     if event.status == "firing":
         if incident is not None and _last_status(session, incident.id).get(event.fingerprint) == FIRING_KIND:

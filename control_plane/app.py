@@ -19,6 +19,7 @@ from control_plane.background import BackgroundLoop
 from control_plane.context import AppContext, build_context, utcnow
 from control_plane.jobs.wiring import build_prober, build_scheduler
 from control_plane.logs import configure_logging
+from control_plane.metrics import mark_this_process_dead
 from control_plane.operations import SiteOperations
 from control_plane.settings import Settings
 from failover.safety import SafetyPolicy
@@ -69,6 +70,7 @@ def create_app(
             if settings.background_jobs:
                 loop.stop()
             ctx.close()
+            mark_this_process_dead()
 
     app = FastAPI(
         title="drctl control plane",

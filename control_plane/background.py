@@ -76,11 +76,17 @@ class BackgroundLoop:
             changes.append(self._ctx.breaker_changes.get_nowait())
         if not changes:
             return
-        with self._ctx.sessions.begin() as s:
-            s.add_all(
-                BreakerEventRow(breaker=c.breaker, from_state=c.old.value, to_state=c.new.value, at=c.at)
-                for c in changes
-            )
+        try:
+            with self._ctx.sessions.begin() as s:
+                s.add_all(
+                    BreakerEventRow(breaker=c.breaker, from_state=c.old.value, to_state=c.new.value, at=c.at)
+                    for c in changes
+                )
+        except Exception:
+            # kept for the next tick: a lost "closed" would leave the site's health capped at degraded
+            for c in changes:
+                self._ctx.breaker_changes.put(c)
+            raise
         # a breaker opening is passive evidence about the DC: its health is degraded at once
         sites = {st.site.code for st in self._ctx.sites.snapshot()}
         for c in changes:

@@ -124,12 +124,11 @@ def serve(
     """Run the control plane's HTTP API."""
     import uvicorn
 
-    from control_plane.jobs.wiring import alert_rules, probe_policy
+    from control_plane.jobs.wiring import check_settings
 
     settings = Settings()
     with exit_on_bad_input():  # refuse bad monitoring settings here, in one line, not in each worker
-        probe_policy(settings)
-        alert_rules(settings)
+        check_settings(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # counters from every worker are merged from files here (DESIGN §8, §12)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="drctl-prom-")

@@ -50,11 +50,20 @@ class PgAdvisoryLock:
         u = make_url(url)
         if u.drivername == "postgresql":
             u = u.set(drivername="postgresql+psycopg")
-        # NullPool: the connection is ours alone and really closes on release
+        # NullPool: the connection is ours alone and really closes on release. Client-side keepalives
+        # and a user timeout make a check fail within ~10 s when the server vanishes (host loss, HA
+        # failover) instead of hanging for the kernel's ~15 min while we still believe we lead.
         self._engine = create_engine(
             u,
             poolclass=NullPool,
-            connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
+            connect_args={
+                "connect_timeout": max(1, int(connect_timeout_s)),
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 10_000,
+            },
         )
         self._conn: Connection | None = None
         self._key: int | None = None
@@ -93,11 +102,13 @@ class PgAdvisoryLock:
         if self._conn is None:
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             # The server drops a vanished leader's session (and so its lock) after ~15 s of silence
-            # instead of the kernel's default of hours, e.g. when its host loses power.
+            # instead of the kernel's default of hours, e.g. when its host loses power; no statement
+            # on this connection may wait longer than 5 s.
             for setting in (
                 "tcp_keepalives_idle = 5",
                 "tcp_keepalives_interval = 2",
                 "tcp_keepalives_count = 3",
+                "statement_timeout = '5s'",
             ):
                 with contextlib.suppress(Exception):
                     conn.execute(text(f"SET {setting}"))
@@ -174,10 +185,17 @@ class LeaderElection:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        self.halt(timeout_s)
+        self.release()
+
+    def halt(self, timeout_s: float = 10.0) -> None:
+        """Stop trying for the lead and step down, but keep the lock (the caller drains its jobs first)."""
         self._stop.set()
         self._thread.join(timeout_s)
         if self.is_leader:
             self._step_down("stopping")
+
+    def release(self) -> None:
         self._lock.release()
 
     def _run(self) -> None:
@@ -192,9 +210,16 @@ class LeaderElection:
     def tick(self) -> None:
         if not self.is_leader:
             if self._lock.try_acquire():
+                try:
+                    self._on_elected()
+                except Exception:
+                    # holding the lock without running the jobs would leave nobody probing anywhere
+                    log.exception("starting the leader's jobs failed; giving the lead up")
+                    self._on_deposed()
+                    self._lock.release()
+                    return
                 self.is_leader = True
                 log.warning("this process is now the scheduler leader (pid %s)", os.getpid())
-                self._on_elected()
         elif not self._lock.still_held():
             self._step_down("lock lost")
 

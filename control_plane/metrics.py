@@ -1,15 +1,18 @@
 """Prometheus metrics of DESIGN §10, built on a registry handed in (tests get a fresh one).
 
 With several worker processes set PROMETHEUS_MULTIPROC_DIR: counters and histograms are then
-merged across workers by prometheus-client's multiprocess collector, and gauges use the `max`
-mode (every worker sees the same shared state, so the max is the truth).
+merged across workers by prometheus-client's multiprocess collector. Gauges of shared state
+(health, load, held orders, incidents, alerts) are re-read from the store by every worker every few
+seconds and use `mostrecent`, so a dead worker's last value loses to the live ones. Gauges of a
+worker's own state (its breakers, whether it leads) use `livemax` ("on any live worker"); a worker
+marks its files dead when it stops (`mark_process_dead`).
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -19,11 +22,18 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+def mark_this_process_dead() -> None:
+    """Drop this worker's live gauges from the merged view (multiprocess mode only)."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(os.getpid())
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         mp = multiprocess_enabled()
-        gauge_mode = {"multiprocess_mode": "max"} if mp else {}
+        gauge_mode = {"multiprocess_mode": "mostrecent"} if mp else {}
+        own_mode = {"multiprocess_mode": "livemax"} if mp else {}
         # In multiprocess mode metrics must not be registered on the scrape registry itself.
         reg = None if mp else registry
         if mp:
@@ -60,7 +70,7 @@ class Metrics:
             registry=reg,
         )
         self.breaker_state = Gauge(
-            "drctl_breaker_state", "0 closed, 1 half-open, 2 open", ["breaker"], registry=reg, **gauge_mode
+            "drctl_breaker_state", "0 closed, 1 half-open, 2 open", ["breaker"], registry=reg, **own_mode
         )
         self.site_health = Gauge(
             "drctl_site_health",
@@ -116,11 +126,11 @@ class Metrics:
             "drctl_scheduler_leader",
             "1 while this process runs the periodic jobs (the elected leader)",
             registry=reg,
-            **gauge_mode,
+            **own_mode,
         )
         self.alert_deliveries = Counter(
             "drctl_alert_deliveries_total",
-            "Alert notifications handed to a channel, by outcome (sent, retry, failed)",
+            "Alert notifications handed to a channel, by outcome (sent, retry, failed, expired)",
             ["channel", "status"],
             registry=reg,
         )

@@ -127,3 +127,22 @@ def test_a_delivery_gives_up_after_its_last_attempt(sessions: Any, receiver: Web
     assert (r.status, r.attempts, r.last_error) == ("failed", 2, "webhook: HTTP 503")
     clock.now += timedelta(hours=1)
     assert d.deliver_due("webhook") == 0 and len(receiver.requests) == 2
+
+
+def test_a_notification_older_than_the_max_age_is_dropped_not_sent_late(
+    sessions: Any, receiver: WebhookReceiver
+) -> None:
+    clock = Clock()
+    queue(sessions)
+    clock.now = T0 + timedelta(hours=2)  # e.g. the channel was down for two hours
+    d = delivery(sessions, receiver.url, clock, max_age_s=3600)
+    assert d.deliver_due("webhook") == 0
+    assert row(sessions).status == "expired" and receiver.requests == []
+
+
+def test_a_process_that_lost_the_lead_sends_nothing_more(sessions: Any, receiver: WebhookReceiver) -> None:
+    clock = Clock()
+    queue(sessions)
+    d = delivery(sessions, receiver.url, clock)
+    assert d.deliver_due("webhook", leading=lambda: False) == 0
+    assert receiver.requests == [] and row(sessions).status == "pending"

@@ -186,3 +186,12 @@ def test_silences_need_the_operator_role(api: Any) -> None:
     body = {"matchers": [{"name": "site", "value": "x"}], "duration_s": 60, "comment": "why not"}
     resp = client.post("/v1/silences", json=body, headers={"Authorization": f"Bearer {tokens['viewer']}"})
     assert resp.status_code == 403
+
+
+def test_an_alert_time_without_a_timezone_is_refused(api: Any, db_url: str) -> None:
+    client, tokens = api
+    body = am_payload("firing")
+    body["alerts"][0]["startsAt"] = "2026-12-01T07:37:21"
+    resp = hook(client, tokens["ingest"], body)
+    assert resp.status_code == 422 and resp.json()["errors"][0]["path"] == "alerts[0].startsAt"
+    assert incidents(db_url) == []

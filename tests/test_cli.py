@@ -148,6 +148,7 @@ def test_serve_refuses_bad_monitoring_settings_in_one_line(sqlite_url: str) -> N
     for env, names in (
         ({"DRCTL_PROBE_INTERVAL_S": "1", "DRCTL_PROBE_TIMEOUT_S": "5"}, "timeout_s"),
         ({"DRCTL_ALERT_FOR_S": '{"SiteDwn": 30}'}, "alert_for_s.SiteDwn"),
+        ({"DRCTL_ALERT_SMTP_PASSWORD": "hunter2"}, "alert_smtp_starttls"),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "control_plane", "serve", "--port", "1"],
@@ -158,3 +159,4 @@ def test_serve_refuses_bad_monitoring_settings_in_one_line(sqlite_url: str) -> N
         )
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and names in done.stderr, done.stderr
+        assert "hunter2" not in done.stderr

@@ -83,3 +83,17 @@ def test_election_calls_elected_then_deposed_when_the_session_dies(pg_url: str, 
     finally:
         election.stop()
     assert events[-1] == "deposed"
+
+
+def test_a_process_whose_jobs_fail_to_start_gives_the_lead_up(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'drctl.db'}"
+
+    def broken() -> None:
+        raise RuntimeError("scheduler would not start")
+
+    election = LeaderElection(lock_for(url), 0.05, broken, lambda: None)
+    election.tick()
+    assert election.is_leader is False
+    other = lock_for(url)
+    assert other.try_acquire()  # the lock was released for a healthier process
+    other.release()

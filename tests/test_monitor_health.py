@@ -122,6 +122,24 @@ def test_an_open_breaker_holds_passing_probes_at_degraded() -> None:
     assert feed([at(20), at(30), at(40)], state).health is Health.DEGRADED
 
 
+def test_a_breaker_signal_lapses_after_the_hold_so_passing_probes_win_when_its_close_was_lost() -> None:
+    state, _ = observe_signal(healthy(), Signal.BREAKER_OPENED, NOW, POLICY)
+    hold = POLICY.breaker_hold_s
+    state = feed([at(hold - 20), at(hold - 10)], state)
+    assert state.health is Health.DEGRADED
+    # no "closed" ever arrives (the replica that saw the breaker open restarted)
+    state = feed([at(hold), at(hold + 10)], state)
+    assert state.health is Health.HEALTHY and not state.breaker_open
+
+
+def test_a_breaker_opening_again_renews_the_hold() -> None:
+    state, _ = observe_signal(healthy(), Signal.BREAKER_OPENED, NOW, POLICY)
+    renewed = NOW + timedelta(seconds=POLICY.breaker_hold_s - 5)
+    state, _ = observe_signal(state, Signal.BREAKER_OPENED, renewed, POLICY)
+    state = feed([at(POLICY.breaker_hold_s), at(POLICY.breaker_hold_s + 10)], state)
+    assert state.health is Health.DEGRADED
+
+
 def test_a_breaker_closing_restores_healthy_when_probes_pass() -> None:
     state, _ = observe_signal(healthy(), Signal.BREAKER_OPENED, NOW, POLICY)
     state = feed([at(20), at(30)], state)

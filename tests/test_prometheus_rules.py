@@ -172,6 +172,15 @@ def test_dashboard_shows_every_design_metric() -> None:
     assert metric_names(dashboard_exprs()) == DESIGN_METRICS
 
 
+HISTOGRAMS = {"drctl_routing_seconds", "drctl_dispatch_seconds", "drctl_probe_seconds"}
+
+
+def test_dashboard_reads_histograms_through_their_series() -> None:
+    # a histogram has no series under its bare name: a panel querying it would stay empty
+    bare = [e for e in dashboard_exprs() for h in HISTOGRAMS if re.search(rf"\b{h}\b(?!_)", e)]
+    assert bare == []
+
+
 def test_dashboard_shows_p50_and_p99_of_routing_and_dispatch_latency() -> None:
     exprs = dashboard_exprs()
     for histogram in ("drctl_routing_seconds_bucket", "drctl_dispatch_seconds_bucket"):

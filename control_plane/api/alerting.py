@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from control_plane.alert_incidents import AlertEvent, receive_webhook
 from control_plane.api.deps import Ctx, Ingest, Operator, SessionDep, Viewer
@@ -155,6 +155,13 @@ class AmAlertIn(BaseModel):
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     fingerprint: str | None = Field(default=None, max_length=64)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("times need a timezone, as Alertmanager sends them (…Z)")
+        return value
 
 
 class AmWebhookIn(BaseModel):

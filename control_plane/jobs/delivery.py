@@ -32,7 +32,8 @@ class DeliveryPolicy:
     max_attempts: int = 6
     backoff_base_s: float = 2.0
     backoff_max_s: float = 300.0
-    batch: int = 50
+    batch: int = 10  # leased together: keep it small so the lease outlives the batch's sends
+    max_age_s: float = 3600.0  # older notifications are dropped, not sent late in a flood after an outage
 
 
 class AlertDelivery:
@@ -57,20 +58,36 @@ class AlertDelivery:
     def channel_names(self) -> list[str]:
         return sorted(self._channels)
 
-    def deliver_due(self, channel: str) -> int:
-        """Send `channel`'s due notifications; return how many were sent."""
+    def deliver_due(self, channel: str, leading: Callable[[], bool] = lambda: True) -> int:
+        """Send `channel`'s due notifications; return how many were sent.
+
+        `leading` is asked before each send: a process that lost the lead stops at once and leaves
+        the rest of its leased batch to the next leader once the lease runs out.
+        """
         ch = self._channels[channel]
-        lease_s = self._policy.timeout_s * 2 + 5
+        # an SMTP send may take a timeout per step (connect, greeting, data): lease for the worst case
+        lease_s = self._policy.batch * self._policy.timeout_s * 3 + 5
+        now = self._clock()
         with self._sessions.begin() as s:
             claimed = [
-                (r.id, r.attempts, alert_repo.notification_from_json(r.payload))
-                for r in alert_repo.claim_due_deliveries(
-                    s, channel, self._clock(), lease_s, self._policy.batch
-                )
+                (r.id, r.attempts, r.created_at, alert_repo.notification_from_json(r.payload))
+                for r in alert_repo.claim_due_deliveries(s, channel, now, lease_s, self._policy.batch)
             ]
         sent = 0
         breaker = self._breakers.get(f"alert:{channel}")
-        for row_id, attempts, note in claimed:
+        for row_id, attempts, created_at, note in claimed:
+            if not leading():
+                break
+            if (now - created_at).total_seconds() > self._policy.max_age_s:
+                self._record(row_id, self._expired)
+                self._metrics.alert_deliveries.labels(channel, "expired").inc()
+                log.warning(
+                    "alert delivery %s over %s dropped: older than %g s",
+                    row_id,
+                    channel,
+                    self._policy.max_age_s,
+                )
+                continue
             try:
                 admission = breaker.admit()
             except BreakerOpen:
@@ -117,6 +134,9 @@ class AlertDelivery:
     def _sent(self, r: AlertDeliveryRow, provider_id: str) -> None:
         r.status, r.provider_id, r.sent_at = "sent", provider_id[:300], self._clock()
         r.attempts += 1
+
+    def _expired(self, r: AlertDeliveryRow) -> None:
+        r.status, r.last_error = "expired", f"not delivered within {self._policy.max_age_s:g} s"
 
     def _later(self, r: AlertDeliveryRow, seconds: float) -> None:
         r.next_attempt_at = self._clock() + timedelta(seconds=seconds)

@@ -64,10 +64,12 @@ class Prober:
         with self._sessions() as s:
             return probe_targets(s)
 
-    def probe(self, target: ProbeTarget) -> Transition | None:
-        """Probe `target` once and store what it changed."""
+    def probe(self, target: ProbeTarget, leading: Callable[[], bool] = lambda: True) -> Transition | None:
+        """Probe `target` once and store what it changed (unless the lead was lost meanwhile)."""
         result = self._probe.check(target.url, self._policy.timeout_s)
         self._metrics.probe_seconds.labels(target.target).observe(result.latency_s or 0.0)
+        if not leading():
+            return None
         with self._sessions.begin() as s:
             transition = health_repo.apply(
                 s, target.target, lambda st: observe_probe(st, result, self._policy), result.latency_s

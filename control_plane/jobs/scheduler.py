@@ -3,12 +3,15 @@
 APScheduler 3 cannot share a job store between processes safely (DESIGN §12), so every process
 keeps an in-memory scheduler, paused, and only the leader adds jobs and resumes it. A process that
 loses the lead removes its jobs at once; the next leader starts from the stored state (health,
-alerts, deliveries), so nothing is probed or sent twice by two leaders.
+alerts, deliveries). A job already running when the lead is lost finishes its current step
+(jobs check `is_leader` before each send or write), and a stopping leader drains its running jobs
+before it releases the lock, so two leaders overlap by at most one probe or one send.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +30,9 @@ log = logging.getLogger("drctl.scheduler")
 PROBE_PREFIX = "probe:"
 TARGET_SYNC_S = 15.0  # how soon a world reload's new or removed targets are probed or dropped
 
-# APScheduler logs every run at INFO: at one probe per target per interval that drowns the log
-logging.getLogger("apscheduler").setLevel(logging.WARNING)
+# APScheduler logs every run at INFO and every skipped overlapping run at WARNING: at one probe per
+# target per interval that drowns the log. Our jobs log their own failures.
+logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class LeaderScheduler:
             timezone=UTC,
         )
         self._election = LeaderElection(lock, intervals.leader_poll_s, self._elected, self._deposed)
+        # set while this process may act as leader; running jobs check it before each send or write
+        self._leading = threading.Event()
         self._metrics.scheduler_leader.set(0)
 
     @property
@@ -71,9 +77,11 @@ class LeaderScheduler:
         self._election.start()
 
     def stop(self) -> None:
-        self._election.stop()
+        # keep the lock until running jobs are done, so a successor never overlaps them
+        self._election.halt()
         if self._sched.running:
-            self._sched.shutdown(wait=False)
+            self._sched.shutdown(wait=True)
+        self._election.release()
         self._delivery.close()
         self._prober.close()
 
@@ -89,16 +97,18 @@ class LeaderScheduler:
         return {"leader": self.is_leader, "jobs": sorted(jobs, key=lambda j: j["id"])}
 
     def _elected(self) -> None:
+        self._leading.set()
         iv = self._intervals
         self._add("sync-probe-targets", self.sync_targets, TARGET_SYNC_S)
         if self._evaluator is not None:
             self._add("evaluate-alerts", self._evaluator.tick, iv.alert_s)
         for channel in self._delivery.channel_names:
-            self._add(f"deliver:{channel}", self._delivery.deliver_due, iv.delivery_s, args=[channel])
+            self._add(f"deliver:{channel}", self._deliver, iv.delivery_s, args=[channel])
         self._sched.resume()
         self._metrics.scheduler_leader.set(1)
 
     def _deposed(self) -> None:
+        self._leading.clear()
         self._sched.remove_all_jobs()
         self._sched.pause()
         self._metrics.scheduler_leader.set(0)
@@ -116,9 +126,12 @@ class LeaderScheduler:
 
     def _probe(self, target: ProbeTarget) -> None:
         try:
-            self._prober.probe(target)
+            self._prober.probe(target, self._leading.is_set)
         except Exception:
             log.exception("probe of %s failed to record", target.target)
+
+    def _deliver(self, channel: str) -> None:
+        self._delivery.deliver_due(channel, self._leading.is_set)
 
     def _add(
         self, job_id: str, func: Callable[..., Any], every_s: float, args: list[Any] | None = None

@@ -48,6 +48,17 @@ def alert_rules(settings: Settings) -> tuple[AlertRule, ...]:
     )
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse monitoring settings that cannot work, before any process starts (InvalidInput)."""
+    probe_policy(settings)
+    alert_rules(settings)
+    if settings.alert_smtp_password is not None and not settings.alert_smtp_starttls:
+        raise InvalidInput(
+            "an SMTP password would travel in clear text",
+            [FieldError("alert_smtp_starttls", "set DRCTL_ALERT_SMTP_STARTTLS=true to log in over SMTP")],
+        )
+
+
 def _addresses(text: str) -> list[str]:
     return [a.strip() for a in text.split(",") if a.strip()]
 

@@ -15,7 +15,9 @@ The rules, in the spirit of Route 53 health checks:
   `degraded` while the breaker stays open; it never makes a target `down` on its own, because
   only probes can say the target is unreachable rather than slow or erroring.
   `breaker_closed` lifts that cap: a target whose probes have passed the success threshold
-  becomes `healthy` at once.
+  becomes `healthy` at once. The cap also lapses `breaker_hold_s` after the breaker opened (every
+  trial that fails opens it again): a close can be lost (the replica that saw the breaker open
+  restarted), and then passing probes must win in the end.
 
 Every change yields a `Transition` for the store's timeline; targets are named by the caller
 (the convention is `site:<code>` / `integration:<code>`).
@@ -38,6 +40,7 @@ class ProbePolicy:
     timeout_s: float = 2.0
     failure_threshold: int = 3
     success_threshold: int = 2
+    breaker_hold_s: float = 120.0
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -83,6 +86,14 @@ class HealthState:
     breaker_open: bool = False
     last_probe_at: datetime | None = None
     last_detail: str = ""
+    breaker_opened_at: datetime | None = None
+
+    def breaker_holds(self, at: datetime, policy: ProbePolicy) -> bool:
+        """Whether a breaker signal still caps the health at `at`."""
+        if not self.breaker_open:
+            return False
+        opened = self.breaker_opened_at
+        return opened is None or (at - opened).total_seconds() < policy.breaker_hold_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +143,11 @@ def observe_probe(
         consecutive_successes=successes,
         last_probe_at=result.at,
         last_detail=result.detail,
+        breaker_open=state.breaker_holds(result.at, policy),
     )
     if successes < policy.success_threshold:
         return new, None  # hysteresis: not enough evidence to change anything yet
-    if state.breaker_open:
+    if new.breaker_open:
         return _move(new, Health.DEGRADED, result.at, "probes pass but the breaker is open")
     return _move(
         new,
@@ -150,11 +162,11 @@ def observe_signal(
 ) -> tuple[HealthState, Transition | None]:
     """Fold a passive signal (a breaker opening or closing) into `state`."""
     if signal is Signal.BREAKER_OPENED:
-        new = replace(state, breaker_open=True)
+        new = replace(state, breaker_open=True, breaker_opened_at=at)
         if state.health in (Health.HEALTHY, Health.UNKNOWN):
             return _move(new, Health.DEGRADED, at, "breaker opened")
         return new, None
-    new = replace(state, breaker_open=False)
+    new = replace(state, breaker_open=False, breaker_opened_at=None)
     # Only a target held at degraded by the breaker alone recovers here; one degraded by a
     # failed probe still needs its success streak.
     if state.health is Health.DEGRADED and state.consecutive_successes >= policy.success_threshold:

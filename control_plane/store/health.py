@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control_plane.domain import Health
@@ -33,20 +34,12 @@ def integration_target(code: str) -> str:
 
 def apply(session: Session, target: str, step: Step, latency_s: float | None = None) -> Transition | None:
     """Fold one observation (`step`, a probe result or a signal) into `target`'s stored state."""
-    row = session.scalars(
-        select(HealthCheckRow).where(HealthCheckRow.target == target).with_for_update()
-    ).one_or_none()
-    if row is None:
-        row = HealthCheckRow(target=target, health=Health.UNKNOWN.value, last_detail="")
-        session.add(row)
+    row = _locked_row(session, target)
     new, transition = step(_state(row))
     row.health, row.since = new.health.value, new.since
     row.consecutive_failures, row.consecutive_successes = new.consecutive_failures, new.consecutive_successes
-    row.breaker_open, row.last_probe_at, row.last_detail = (
-        new.breaker_open,
-        new.last_probe_at,
-        new.last_detail,
-    )
+    row.breaker_open, row.breaker_opened_at = new.breaker_open, new.breaker_opened_at
+    row.last_probe_at, row.last_detail = new.last_probe_at, new.last_detail
     if latency_s is not None:
         row.last_latency_s = latency_s
     if transition is not None:
@@ -63,6 +56,20 @@ def apply(session: Session, target: str, step: Step, latency_s: float | None = N
     return transition
 
 
+def _locked_row(session: Session, target: str) -> HealthCheckRow:
+    """The target's row under a row lock, created on first sight (two first writers: one wins)."""
+    query = select(HealthCheckRow).where(HealthCheckRow.target == target).with_for_update()
+    row = session.scalars(query).one_or_none()
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            session.add(HealthCheckRow(target=target, health=Health.UNKNOWN.value, last_detail=""))
+    except IntegrityError:
+        pass  # a concurrent writer (a probe, a breaker signal) created it first
+    return session.scalars(query).one()
+
+
 def _state(row: HealthCheckRow) -> HealthState:
     return HealthState(
         target=row.target,
@@ -71,6 +78,7 @@ def _state(row: HealthCheckRow) -> HealthState:
         consecutive_failures=row.consecutive_failures or 0,
         consecutive_successes=row.consecutive_successes or 0,
         breaker_open=bool(row.breaker_open),
+        breaker_opened_at=row.breaker_opened_at,
         last_probe_at=row.last_probe_at,
         last_detail=row.last_detail or "",
     )

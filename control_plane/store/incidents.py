@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from control_plane.domain import NotFound
@@ -54,10 +54,23 @@ def open_incident_for(session: Session, subject: str) -> IncidentRow | None:
     )
 
 
+def lock_subject(session: Session, subject: str) -> None:
+    """Serialise open-or-join of a subject's incident until the transaction ends.
+
+    Without it two writers (the alert hook and an operator, two replicas) could both find no open
+    incident and open two. SQLite transactions are serialised already (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"drctl.incident:{subject}"}
+        )
+
+
 def ensure_open_incident(
     session: Session, kind: str, subject: str, trigger: str, title: str, now: datetime, affected: int = 0
 ) -> IncidentRow:
     """The subject's unresolved incident, or a new one: one incident per outage, whoever saw it first."""
+    lock_subject(session, subject)
     return open_incident_for(session, subject) or open_incident(
         session, kind, subject, trigger, title, now, affected
     )

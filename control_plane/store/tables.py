@@ -306,6 +306,7 @@ class HealthCheckRow(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_successes: Mapped[int] = mapped_column(Integer, default=0)
     breaker_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    breaker_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_probe_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_detail: Mapped[str] = mapped_column(Text, default="")
@@ -360,7 +361,7 @@ class AlertDeliveryRow(Base):
     kind: Mapped[str] = mapped_column(String(16))  # firing | repeat | resolved
     channel: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | expired
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     provider_id: Mapped[str | None] = mapped_column(String(300), nullable=True)

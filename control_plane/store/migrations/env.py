@@ -9,11 +9,13 @@ from control_plane.store.tables import Base
 config = context.config
 engine = config.attributes["engine"]
 
-with engine.begin() as connection:
+# Alembic owns the transaction, so a migration may step out of it (CREATE INDEX CONCURRENTLY)
+with engine.connect() as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
-    context.run_migrations()
+    with context.begin_transaction():
+        context.run_migrations()

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("consecutive_successes", sa.Integer(), nullable=False),
         sa.Column("breaker_open", sa.Boolean(), nullable=False),
+        sa.Column("breaker_opened_at", control_plane.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("last_probe_at", control_plane.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("last_latency_s", sa.Float(), nullable=True),
         sa.Column("last_detail", sa.Text(), nullable=False),
@@ -100,8 +101,16 @@ def upgrade() -> None:
     with op.batch_alter_table("silences", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_silences_ends_at"), ["ends_at"], unique=False)
 
-    with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.create_index("ix_orders_created_at", ["created_at"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        # CONCURRENTLY: a plain CREATE INDEX would block order intake for the whole build on a big
+        # orders table; it cannot run inside the migration's transaction
+        with op.get_context().autocommit_block():
+            op.create_index(
+                "ix_orders_created_at", "orders", ["created_at"], unique=False, postgresql_concurrently=True
+            )
+    else:
+        with op.batch_alter_table("orders", schema=None) as batch_op:
+            batch_op.create_index("ix_orders_created_at", ["created_at"], unique=False)
 
     # ### end Alembic commands ###
 
