@@ -34,6 +34,7 @@ bench: venv system-deps postgres
 	$(PY) -m bench.breaker
 	$(PY) -m bench.intake
 	$(PY) -m bench.bia
+	$(PY) -m bench.monitor
 
 clean:
 	rm -rf $(VENV) .drctl .pytest_cache .ruff_cache

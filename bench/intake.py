@@ -161,7 +161,15 @@ async def _send_at_rate(
         await asyncio.sleep(due - loop.time())
         reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
         writer.write(requests[i])
-        status = int((await reader.readline()).split()[1])
+        status_line = await reader.readline()
+        if not status_line:
+            # the server closed this idle keep-alive connection (uvicorn's 5 s timeout) before it read
+            # the request: send it again on a new one (orders are idempotent on their key anyway)
+            writer.close()
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(requests[i])
+            status_line = await reader.readline()
+        status = int(status_line.split()[1])
         length = 0
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")

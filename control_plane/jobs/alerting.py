@@ -53,10 +53,6 @@ class AlertEvaluator:
         self._repeat_s = repeat_interval_s
         self._keep_s = keep_resolved_s
 
-    @property
-    def rules(self) -> tuple[AlertRule, ...]:
-        return self._rules
-
     def tick(self) -> list[Notification]:
         """Evaluate every rule once; return the notifications queued."""
         now = self._clock()

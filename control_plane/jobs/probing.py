@@ -53,10 +53,6 @@ class Prober:
         self._metrics = metrics
         self._on_transition = on_transition
 
-    @property
-    def policy(self) -> ProbePolicy:
-        return self._policy
-
     def close(self) -> None:
         self._probe.close()
 

@@ -145,7 +145,3 @@ def integration_health(session: Session) -> dict[str, Health]:
         code: Health(health)
         for code, health in session.execute(select(IntegrationRow.code, IntegrationRow.health))
     }
-
-
-def list_integration_rows(session: Session) -> list[IntegrationRow]:
-    return list(session.scalars(select(IntegrationRow).order_by(IntegrationRow.code)))
