@@ -1,6 +1,7 @@
-"""Monitoring core: probe hysteresis, built-in alert rules, alert state and silences.
+"""Monitoring: probe hysteresis, built-in alert rules, alert state, silences, probes and alert channels.
 
-Everything here is pure (time is passed in, no I/O, no threads): the prober, the scheduler job that
-evaluates alerts, the store and the API live above and call in. Only `control_plane.domain` and
-the standard library are imported, so the top layer can wire it however it likes.
+The core (`health`, `alerts`, `rules`, `silences`, `observation`) is pure: time is passed in, no
+I/O, no threads, only `control_plane.domain` and the standard library (an import-linter contract).
+`probes` (HTTP) and `channels` (webhook, SNS, SES, SMTP) are the edges that talk to the world;
+`control_plane.jobs` composes them with storage and runs them on the elected leader.
 """
