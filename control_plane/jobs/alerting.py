@@ -16,14 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.alert_incidents import AlertEvent, apply_alert_event
-from control_plane.domain import Health
-from control_plane.metrics import Metrics
-from control_plane.monitor.alerts import AlertRule, Notification, NotificationKind, evaluate, firing_counts
+from control_plane.monitor.alerts import AlertRule, Notification, NotificationKind, evaluate
 from control_plane.monitor.observation import INTAKE_WINDOW_S, IntakeRate, Observation
 from control_plane.site_state import SiteStateCache
 from control_plane.store import alerts as alert_repo
 from control_plane.store import orders as order_repo
-from control_plane.store.tables import IntegrationRow, OrderRow, SiteRow
+from control_plane.store import world as world_repo
+from control_plane.store.tables import OrderRow
 from failover.breakers import BreakerBoard
 
 log = logging.getLogger("drctl.alerts")
@@ -37,7 +36,6 @@ class AlertEvaluator:
         rules: Sequence[AlertRule],
         sites: SiteStateCache,
         board: BreakerBoard,
-        metrics: Metrics,
         channels: Callable[[], Sequence[str]],
         clock: Callable[[], datetime],
         repeat_interval_s: float,
@@ -47,7 +45,6 @@ class AlertEvaluator:
         self._rules = tuple(rules)
         self._sites = sites
         self._board = board
-        self._metrics = metrics
         self._channels = channels
         self._clock = clock
         self._repeat_s = repeat_interval_s
@@ -59,9 +56,8 @@ class AlertEvaluator:
         channels = list(self._channels())
         # observed before the write transaction: on SQLite a second connection inside it (the site
         # cache's refresh) would wait for the write lock this one holds
-        load = {st.site.code: st.load_ratio for st in self._sites.snapshot()}
         with self._sessions() as s:
-            observation = self.observe(s, now, load)
+            observation = self.observe(s, now)
         with self._sessions.begin() as s:
             states = alert_repo.load_states(s)
             silences = alert_repo.current_silences(s, now)
@@ -73,8 +69,6 @@ class AlertEvaluator:
                 alert_repo.add_deliveries(s, note, channels, now)
                 if note.kind is not NotificationKind.REPEAT:
                     apply_alert_event(s, _event(note), now)
-        for name, n in firing_counts(self._rules, new_states.values()).items():
-            self._metrics.alerts_firing.labels(name).set(n)
         for note in notes:
             log.warning(
                 "alert %s %s %s: %s (to %s)",
@@ -86,14 +80,15 @@ class AlertEvaluator:
             )
         return notes
 
-    def observe(self, s: Session, now: datetime, load_ratio: dict[str, float]) -> Observation:
-        """The snapshot the rules look at (DESIGN §10's gauges, read at the source)."""
+    def observe(self, s: Session, now: datetime) -> Observation:
+        """The snapshot the rules look at: the same sources as DESIGN §10's gauges."""
+        sites = self._sites.snapshot()  # the leader's cache is refreshed on every health transition
         return Observation(
-            site_health={r.code: Health(r.health) for r in s.scalars(select(SiteRow))},
-            integration_health={r.code: Health(r.health) for r in s.scalars(select(IntegrationRow))},
+            site_health={st.site.code: st.health for st in sites},
+            integration_health=world_repo.integration_health(s),
             breakers=self._board.states(),
             orders_held=order_repo.held_count(s),
-            site_load_ratio=load_ratio,
+            site_load_ratio={st.site.code: st.load_ratio for st in sites},
             intake=_intake_rates(s, now),
         )
 

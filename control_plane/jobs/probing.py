@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.domain import BreakerState
-from control_plane.metrics import HEALTH_VALUE, Metrics
+from control_plane.metrics import Metrics
 from control_plane.monitor.health import ProbePolicy, Signal, Transition, observe_probe, observe_signal
 from control_plane.monitor.probes import Probe
 from control_plane.store import health as health_repo
@@ -93,7 +93,4 @@ class Prober:
     def _noted(self, t: Transition) -> None:
         level = logging.WARNING if t.to.value in ("down", "degraded") else logging.INFO
         log.log(level, "%s: %s -> %s (%s)", t.target, t.from_.value, t.to.value, t.reason)
-        kind, _, code = t.target.partition(":")
-        gauge = self._metrics.site_health if kind == "site" else self._metrics.integration_health
-        gauge.labels(code).set(HEALTH_VALUE[t.to.value])
         self._on_transition(t)

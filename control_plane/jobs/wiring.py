@@ -125,7 +125,6 @@ def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
             alert_rules(s),
             ctx.sites,
             ctx.board,
-            ctx.metrics,
             lambda: delivery.channel_names,
             ctx.clock,
             s.alert_repeat_interval_s,
