@@ -64,7 +64,7 @@ def ensure_history(cache: Path, lines: int) -> tuple[Path, Path, float | None]:
     if parquet.exists() and csv.exists():
         return parquet, csv, None
     from bia.history import DEFAULT_LOAD_FACTOR, generate_history, write_history
-    from control_plane.worldfile import load_world_file
+    from control_plane.world.loader import load_world_file
 
     world, _ = load_world_file(WORLD)
     capacity = sum(s.capacity_per_hour for s in world.sites)
@@ -88,7 +88,7 @@ def child_analysis(path: Path) -> dict[str, Any]:
     from bia.engine import run_bia
     from bia.export import write_outputs
     from bia.frame import read_history
-    from control_plane.worldfile import load_world_file
+    from control_plane.world.loader import load_world_file
 
     world, _ = load_world_file(WORLD)
     with tempfile.TemporaryDirectory() as out:
@@ -110,7 +110,7 @@ def child_core(path: Path) -> dict[str, Any]:
     from bia.demand import core_aggregation
     from bia.frame import prepare_lines, read_history
     from bia.params import BiaParams
-    from control_plane.worldfile import load_world_file
+    from control_plane.world.loader import load_world_file
 
     world, _ = load_world_file(WORLD)
     started = time.perf_counter()

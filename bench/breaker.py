@@ -25,7 +25,7 @@ import pybreaker
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, TargetSpec
 from control_plane.domain import GeoPoint, Site
-from control_plane.wms_client import HttpDcClient
+from control_plane.store.wms_client import HttpDcClient
 from failover.breakers import BreakerBoard, BreakerPolicy
 from failover.dispatch import CancelOutcome, DcAck, dispatch_once
 

@@ -39,11 +39,11 @@ import yaml
 from chaos.order_stream import OrderFactory
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
-from control_plane.store import tokens
+from control_plane.auth import repository as tokens
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
-from control_plane.store.world import save_world
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
+from control_plane.world.repository import save_world
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

@@ -31,7 +31,7 @@ import httpx
 from bench.intake import bench_world, fresh_database, log, prepare
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 
 FAILURES, SUCCESSES = 3, 2
 

@@ -1,5 +1,5 @@
 """`python -m control_plane` runs the drctl CLI."""
 
-from control_plane.cli import main
+from control_plane.cli.main import main
 
 main()

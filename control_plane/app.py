@@ -11,17 +11,23 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
-from control_plane.api import alerting, bia, monitoring, operations, orders, problems, sites
-from control_plane.api.body_limit import BodyLimitMiddleware
-from control_plane.api.deps import TokenCache
-from control_plane.auto_failover import AutoFailover
+from control_plane.alerting import endpoints as alerting
+from control_plane.auth.deps import TokenCache
 from control_plane.background import BackgroundLoop
+from control_plane.bia_runs import endpoints as bia
 from control_plane.context import AppContext, build_context, utcnow
-from control_plane.jobs.wiring import build_prober, build_scheduler
 from control_plane.logs import configure_logging
 from control_plane.metrics import mark_this_process_dead
-from control_plane.operations import SiteOperations
+from control_plane.monitoring import endpoints as monitoring
+from control_plane.operations import endpoints as operations
+from control_plane.operations.auto_failover import AutoFailover
+from control_plane.operations.service import SiteOperations
+from control_plane.orders import endpoints as orders
+from control_plane.schedule import build_prober, build_scheduler
 from control_plane.settings import Settings
+from control_plane.web import problems
+from control_plane.web.body_limit import BodyLimitMiddleware
+from control_plane.world import endpoints as sites
 from failover.safety import SafetyPolicy
 
 

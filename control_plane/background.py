@@ -2,7 +2,7 @@
 
 Runs in one thread per process. Claims use SKIP LOCKED on PostgreSQL, so several replicas can run
 it side by side without taking the same order twice. Leader-only work (probes, alert evaluation and
-delivery) runs in `control_plane.jobs.scheduler`.
+delivery) runs in `control_plane.monitoring.scheduler`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from control_plane.alerting import repository as alert_repo
+from control_plane.alerting.rules import builtin_rules
 from control_plane.context import AppContext
-from control_plane.jobs.probing import Prober
 from control_plane.metrics import HEALTH_VALUE
-from control_plane.monitor.rules import builtin_rules
-from control_plane.store import alerts as alert_repo
-from control_plane.store import incidents as incident_repo
-from control_plane.store import orders as repo
-from control_plane.store import world as world_repo
+from control_plane.monitoring.jobs import Prober
+from control_plane.operations import repository as incident_repo
+from control_plane.orders import repository as repo
 from control_plane.store.tables import BreakerEventRow
+from control_plane.world import repository as world_repo
 
 log = logging.getLogger("drctl.background")
 RULE_NAMES = tuple(r.name for r in builtin_rules())

@@ -13,15 +13,15 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from control_plane.bia_runs import BiaRunner
+from control_plane.bia_runs.service import BiaRunner
 from control_plane.domain import BreakerState
 from control_plane.metrics import Metrics
-from control_plane.orderflow.cancels import CancelConfig, CancelOutbox
-from control_plane.orderflow.pipeline import OrderPipeline, PipelineConfig
+from control_plane.orders.cancels import CancelConfig, CancelOutbox
+from control_plane.orders.service import OrderPipeline, PipelineConfig
 from control_plane.settings import Settings
-from control_plane.site_state import SiteStateCache
 from control_plane.store.db import make_engine, make_session_factory
-from control_plane.wms_client import HttpDcClient
+from control_plane.store.wms_client import HttpDcClient
+from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard, BreakerPolicy, StorageFactory
 from failover.eta import EtaModel
 

@@ -187,6 +187,14 @@ class RouteAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks for a change, and the Idempotency-Key they sent with it (for the audit log)."""
+
+    name: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FieldError:
     path: str  # e.g. "lines[2].sku" or "sites[0].backups[1]"
     message: str

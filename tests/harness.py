@@ -20,13 +20,13 @@ from sqlalchemy import Engine, insert
 
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from control_plane.auth import repository as tokens
 from control_plane.domain import World
-from control_plane.store import tokens
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
 from control_plane.store.tables import OrderLineRow, OrderRow
-from control_plane.store.world import save_world
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
+from control_plane.world.repository import save_world
 
 ROOT = Path(__file__).resolve().parent.parent
 # every token the suite issues and every control-plane log it produces: checked at the end of the

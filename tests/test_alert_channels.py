@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from control_plane.monitor.alerts import Notification, NotificationKind, fingerprint
-from control_plane.monitor.channels import (
+from control_plane.alerting.channels import (
     AlertChannel,
     ChannelError,
     SesChannel,
@@ -21,6 +20,7 @@ from control_plane.monitor.channels import (
     WebhookChannel,
     message,
 )
+from control_plane.alerting.engine import Notification, NotificationKind, fingerprint
 
 from factories import NOW
 from servers import (

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from control_plane.jobs.delivery import AlertDelivery, DeliveryPolicy
+from control_plane.alerting import repository as alert_repo
+from control_plane.alerting.channels import WebhookChannel
+from control_plane.alerting.delivery import AlertDelivery, DeliveryPolicy
+from control_plane.alerting.engine import Notification, NotificationKind
 from control_plane.metrics import Metrics
-from control_plane.monitor.alerts import Notification, NotificationKind
-from control_plane.monitor.channels import WebhookChannel
-from control_plane.store import alerts as alert_repo
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
 from control_plane.store.tables import AlertDeliveryRow

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from control_plane.app import create_app
 from control_plane.settings import Settings
 from control_plane.store.tables import AuditEventRow, IncidentRow, SilenceRow, SiteRow
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 
 from harness import SAMPLE_WORLD, engine_for, prepare_database
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from control_plane.cli_bia import bia_app, world_history
+from control_plane.cli.bia import bia_app, world_history
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"

@@ -12,7 +12,7 @@ import pytest
 from bia.frame import HISTORY_COLUMNS, read_history
 from bia.history import generate_history, write_history
 from control_plane.domain import InvalidInput, World
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"

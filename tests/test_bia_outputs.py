@@ -16,7 +16,7 @@ from bia.export import load_schema, write_outputs
 from bia.history import generate_history
 from bia.params import BiaParams
 from bia.results import BiaResult
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"

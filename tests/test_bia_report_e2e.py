@@ -14,7 +14,7 @@ from bia.history import generate_history
 from bia.params import BiaParams
 from bia.report import write_report
 from bia.results import BiaResult
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_WORLD = ROOT / "examples" / "kr-retail" / "world.yaml"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from chaos.order_stream import OrderFactory
-from control_plane.api.schemas import OrderIn
 from control_plane.context import build_context
 from control_plane.domain import Site
+from control_plane.orders import repository as repo
+from control_plane.orders.schemas import OrderIn
 from control_plane.settings import Settings
-from control_plane.store import orders as repo
 from failover.dispatch import CancelOutcome, DcAck
 
 from harness import prepare_database, start_simulator, write_test_world

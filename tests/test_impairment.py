@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_plane.domain import Health, Integration, IntegrationKind
-from control_plane.worldfile import load_world_file
+from control_plane.world.loader import load_world_file
 from failover.eta import EtaModel
 from failover.impairment import (
     channels_of,

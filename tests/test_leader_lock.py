@@ -8,7 +8,7 @@ import psycopg
 from sqlalchemy import text
 
 from chaos.sim_process import wait_until
-from control_plane.leader import FileLock, LeaderElection, PgAdvisoryLock, lock_for
+from control_plane.monitoring.leader import FileLock, LeaderElection, PgAdvisoryLock, lock_for
 
 from conftest import PG_ADMIN
 

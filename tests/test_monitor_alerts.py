@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.domain import BreakerState, Health
-from control_plane.monitor.alerts import (
+from control_plane.alerting.engine import (
     AlertState,
     AlertStatus,
     Notification,
@@ -19,10 +18,11 @@ from control_plane.monitor.alerts import (
     fingerprint,
     firing_counts,
 )
-from control_plane.monitor.health import HealthTracker, ProbePolicy, ProbeResult
-from control_plane.monitor.observation import DeliveryCounts, IntakeRate, Observation
-from control_plane.monitor.rules import Thresholds, builtin_rules
-from control_plane.monitor.silences import Matcher, Silence
+from control_plane.alerting.observation import DeliveryCounts, IntakeRate, Observation
+from control_plane.alerting.rules import Thresholds, builtin_rules
+from control_plane.alerting.silence_rules import Matcher, Silence
+from control_plane.domain import BreakerState, Health
+from control_plane.monitoring.health import HealthTracker, ProbePolicy, ProbeResult
 
 from factories import NOW
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_plane.domain import Health, InvalidInput
-from control_plane.monitor.health import (
+from control_plane.monitoring.health import (
     HealthState,
     HealthTracker,
     ProbePolicy,

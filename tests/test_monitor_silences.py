@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from control_plane.alerting.silence_rules import Matcher, Silence, active_silences, muting_silences
 from control_plane.domain import InvalidInput
-from control_plane.monitor.silences import Matcher, Silence, active_silences, muting_silences
 
 from factories import NOW
 

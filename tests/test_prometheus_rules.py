@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from control_plane.monitor.rules import builtin_rules
+from control_plane.alerting.rules import builtin_rules
 
 from conftest import IN_CI
 

@@ -1,1 +1,1 @@
-"""Storage: SQLAlchemy 2 tables, engine set-up, repositories and Alembic migrations."""
+"""Shared plumbing: engine and sessions, tables, Alembic migrations, the outbox worker, the DC client."""

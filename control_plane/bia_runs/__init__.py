@@ -1,0 +1,1 @@
+"""Business impact analysis over the stored order history: runs recorded, served and fed to routing."""

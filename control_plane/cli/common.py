@@ -1,0 +1,65 @@
+"""What every command module shares: the console, the default world, engines and HTTP calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from control_plane.domain import InvalidInput
+from control_plane.settings import Settings
+
+out = Console()
+DEFAULT_WORLD = Path("examples/kr-retail/world.yaml")
+URL = Annotated[str, typer.Option(envvar="DRCTL_URL", help="control plane base URL")]
+TOKEN = Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="an operator token")]
+JSON = Annotated[bool, typer.Option("--json", help="print data as JSON")]
+
+
+def engine_for(settings: Settings):  # type: ignore[no-untyped-def]
+    from control_plane.store.db import make_engine
+
+    return make_engine(settings.database_url, pool_size=2)
+
+
+def redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def call_api(
+    url: str, token: str | None, method: str, path: str, body: dict[str, object] | None = None
+) -> object:
+    """Call the control plane's HTTP API as any client would; problems become one-line errors."""
+    import httpx
+
+    if not token:
+        raise InvalidInput("a token is needed: --token or DRCTL_TOKEN (drctl token create --role operator)")
+    try:
+        resp = httpx.request(
+            method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=600,
+            trust_env=False,
+        )  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise InvalidInput(f"cannot reach the control plane at {url}: {type(exc).__name__}") from None
+    if resp.status_code >= 400:
+        problem = resp.json() if resp.headers.get("content-type", "").endswith("json") else {}
+        rule = f" [rule {problem['rule']}]" if problem.get("rule") else ""
+        raise InvalidInput(f"{resp.status_code} {problem.get('detail', resp.text[:200])}{rule}")
+    return resp.json()
+
+
+def print_rules(rules: list[dict[str, object]]) -> None:
+    table = Table("rule", "ok", "detail")
+    for r in rules:
+        table.add_row(str(r["name"]), "yes" if r["ok"] else "NO", str(r["detail"]))
+    out.print(table)
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data))

@@ -1,0 +1,171 @@
+"""`/v1/orders`: take orders (idempotent on channel + external_id) and show them."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from control_plane.auth.deps import Ctx, Ingest, SessionDep, Viewer
+from control_plane.domain import NotFound, OrderRequest, OrderStatus
+from control_plane.orders import repository as repo
+from control_plane.orders.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
+from control_plane.orders.service import Trace
+from control_plane.orders.validate import check_against_world
+from control_plane.store.tables import OrderRow
+from control_plane.web.idempotency import remember, replay
+
+if TYPE_CHECKING:
+    from control_plane.context import AppContext  # the type only: the context is built above every area
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+def order_out(session: SessionDep, order_id: str) -> OrderOut:
+    row = repo.get_order(session, order_id)
+    if row is None:
+        raise NotFound(f"no order {order_id!r}")
+    return OrderOut(
+        id=row.id,
+        channel=row.channel,
+        external_id=row.external_id,
+        status=row.status,
+        site=row.site,
+        dc_ref=row.dc_ref,
+        eta=row.eta,
+        placed_at=row.placed_at,
+        promised_by=row.promised_by,
+        delayed=row.eta is not None and row.eta > row.promised_by,
+        total=row.total,
+        customer_id=row.customer_id,
+        ship_region=row.ship_region,
+        lines=[
+            LineOut(sku=li.sku, qty=li.qty, unit_price=li.unit_price)
+            for li in repo.order_lines(session, row.id)
+        ],
+        attempts=[
+            AttemptOut(at=a.at, site=a.site, outcome=a.outcome, reason=a.reason, latency_ms=a.latency_ms)
+            for a in repo.attempts(session, row.id)
+        ],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
+    """The answer to a new order, from what the pipeline just did (no second read)."""
+    stamps = [a.at for a in trace.attempts] or [req.placed_at]
+    return OrderOut(
+        id=order_id,
+        channel=req.channel,
+        external_id=req.external_id,
+        status=trace.status.value,
+        site=trace.site,
+        dc_ref=trace.dc_ref,
+        eta=trace.eta,
+        placed_at=req.placed_at,
+        promised_by=req.promised_by,
+        delayed=trace.eta is not None and trace.eta > req.promised_by,
+        total=sum((li.unit_price * li.qty for li in req.lines), Decimal(0)),
+        customer_id=req.customer.id,
+        ship_region=req.ship_to.region,
+        lines=[LineOut(sku=li.sku, qty=li.qty, unit_price=li.unit_price) for li in req.lines],
+        attempts=[
+            AttemptOut(at=a.at, site=a.site, outcome=a.outcome, reason=a.reason, latency_ms=a.latency_ms)
+            for a in trace.attempts
+        ],
+        created_at=stamps[0],
+        updated_at=stamps[-1],
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderOut,
+    responses={
+        200: {"description": "a repeat of an order already taken: its current state, nothing dispatched"},
+        202: {"description": "stored and held: no DC can take it now; it is retried"},
+        413: {"description": "body over the size limit"},
+        422: {"description": "invalid order (problem+json naming the field)"},
+    },
+)
+async def post_order(
+    body: OrderIn,
+    ctx: Ctx,
+    who: Ingest,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Response:
+    # async, so that the whole order costs one hop to a worker thread (a sync handler would add
+    # one per dependency); the pipeline blocks on the database and the DC, so it runs there
+    if idempotency_key:
+        return await run_in_threadpool(_take_order_once, ctx, body, who.name, idempotency_key, request)
+    return await run_in_threadpool(_take_order, ctx, body)
+
+
+def _take_order_once(ctx: AppContext, body: OrderIn, actor: str, key: str, request: Request) -> Response:
+    """With an Idempotency-Key, a repeat gets the first answer (on top of channel + external_id)."""
+    first = replay(ctx, actor, key, request)
+    if first is not None:
+        return first
+    resp = _take_order(ctx, body)
+    remember(ctx, actor, key, request, resp.status_code, json.loads(resp.body))
+    return resp
+
+
+def _take_order(ctx: AppContext, body: OrderIn) -> Response:
+    req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
+    check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
+    result = ctx.pipeline.submit(req)
+    if result.trace is not None:
+        out = _from_trace(result.order_id, req, result.trace)
+    else:
+        with ctx.sessions() as s:
+            out = order_out(s, result.order_id)
+    status = 200 if not result.created else 202 if out.status == OrderStatus.HELD.value else 201
+    # serialised once here: returning the model would make FastAPI dump, re-validate and dump it again
+    return Response(
+        out.model_dump_json(),
+        status_code=status,
+        media_type="application/json",
+        headers={"Location": f"/v1/orders/{out.id}"},
+    )
+
+
+@router.get("/{order_id}")
+def get_order(order_id: str, session: SessionDep, _: Viewer) -> OrderOut:
+    return order_out(session, order_id)
+
+
+@router.get("")
+def list_orders(
+    session: SessionDep,
+    _: Viewer,
+    status: Annotated[OrderStatus | None, Query()] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OrderSummary]:
+
+    stmt = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(OrderRow.status == status.value)
+    if site is not None:
+        stmt = stmt.where(OrderRow.site == site)
+    return [
+        OrderSummary(
+            id=r.id,
+            channel=r.channel,
+            external_id=r.external_id,
+            status=r.status,
+            site=r.site,
+            eta=r.eta,
+            promised_by=r.promised_by,
+            updated_at=r.updated_at,
+        )
+        for r in session.scalars(stmt)
+    ]

@@ -1,0 +1,1 @@
+"""HTTP plumbing every area's router shares: problem+json errors, body limits, Idempotency-Key."""
