@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from chaos.simulator.events import EventsConfig, EventsView, InvalidEvents, parse_events
 from chaos.simulator.faults import Fault, FieldError, InvalidFault, NoFault, parse_fault
 from chaos.simulator.injection import FaultInjector
 from chaos.simulator.ledger import Ledger, OrderAlreadyShipped, OrderCancelled, UnknownOrder
@@ -43,6 +43,10 @@ def build_target_app(state: TargetState, controls: SimulatorControls) -> ASGIApp
             Route("/orders/{order_id}", handlers.cancel_order, methods=["DELETE"]),
             Route("/_sim/ledger", handlers.ledger, methods=["GET"]),
             Route("/_sim/orders/{order_id}/ship", handlers.ship_order, methods=["POST"]),
+            Route("/_sim/orders/{order_id}/cancel-by-dc", handlers.cancel_by_dc, methods=["POST"]),
+            Route("/_sim/events", handlers.get_events, methods=["GET"]),
+            Route("/_sim/events", handlers.put_events, methods=["PUT"]),
+            Route("/_sim/events", handlers.clear_events, methods=["DELETE"]),
         ]
     routes += [
         Route("/_sim/faults", handlers.get_fault, methods=["GET"]),
@@ -54,7 +58,7 @@ def build_target_app(state: TargetState, controls: SimulatorControls) -> ASGIApp
 
 
 def build_admin_app(controls: SimulatorControls) -> ASGIApp:
-    """The admin API: every target's faults, ledger and stats, reachable while targets are down."""
+    """The admin API: every target's faults, ledger, stats and events, reachable while targets are down."""
     admin = _AdminHandlers(controls)
     prefix = "/_sim/targets/{name}"
     return Starlette(
@@ -67,6 +71,10 @@ def build_admin_app(controls: SimulatorControls) -> ASGIApp:
             Route(f"{prefix}/ledger", admin.ledger, methods=["GET"]),
             Route(f"{prefix}/stats", admin.stats, methods=["GET"]),
             Route(f"{prefix}/orders/{{order_id}}/ship", admin.ship_order, methods=["POST"]),
+            Route(f"{prefix}/orders/{{order_id}}/cancel-by-dc", admin.cancel_by_dc, methods=["POST"]),
+            Route(f"{prefix}/events", admin.get_events, methods=["GET"]),
+            Route(f"{prefix}/events", admin.put_events, methods=["PUT"]),
+            Route(f"{prefix}/events", admin.clear_events, methods=["DELETE"]),
             Route("/_sim/reset", admin.reset, methods=["POST"]),
         ]
     )
@@ -95,7 +103,7 @@ class _TargetHandlers:
             order = OrderIn.model_validate_json(await request.body())
         except ValidationError as exc:
             return _invalid("invalid order", _field_errors(exc))
-        entry, activated = self._ledger.accept(order.order_id, order.payload(), datetime.now(UTC))
+        entry, activated = self.state.take(order.order_id, order.payload())
         receipt = OrderReceipt(order_id=entry.order_id, dc_ref=entry.dc_ref, status=entry.status)
         return _json(receipt, status_code=201 if activated else 200)
 
@@ -122,6 +130,18 @@ class _TargetHandlers:
     async def ship_order(self, request: Request) -> Response:
         return _ship(self.state, request.path_params["order_id"])
 
+    async def cancel_by_dc(self, request: Request) -> Response:
+        return _cancel_by_dc(self.state, request.path_params["order_id"])
+
+    async def get_events(self, request: Request) -> Response:
+        return _json(EventsView.of(self.state.events))
+
+    async def put_events(self, request: Request) -> Response:
+        return await _put_events(self.state, request)
+
+    async def clear_events(self, request: Request) -> Response:
+        return _set_events(self.state, EventsConfig())
+
     async def get_fault(self, request: Request) -> Response:
         return _json(self.state.fault)
 
@@ -132,7 +152,7 @@ class _TargetHandlers:
         return await _apply_fault(self.controls, self.state, NoFault())
 
     async def stats(self, request: Request) -> Response:
-        return _json(StatsView(target=self.state.name, requests=dict(self.state.requests)))
+        return _json(StatsView.of(self.state))
 
 
 class _AdminHandlers:
@@ -169,13 +189,29 @@ class _AdminHandlers:
 
     async def stats(self, request: Request) -> Response:
         state = self._state(request)
-        if state is None:
-            return _not_found(request)
-        return _json(StatsView(target=state.name, requests=dict(state.requests)))
+        return _not_found(request) if state is None else _json(StatsView.of(state))
 
     async def ship_order(self, request: Request) -> Response:
         state = self._state(request)
         return _not_found(request) if state is None else _ship(state, request.path_params["order_id"])
+
+    async def cancel_by_dc(self, request: Request) -> Response:
+        state = self._state(request)
+        return _not_found(request) if state is None else _cancel_by_dc(state, request.path_params["order_id"])
+
+    async def get_events(self, request: Request) -> Response:
+        state = self._state(request)
+        if state is None:
+            return _not_found(request)
+        return _no_ledger(state) if state.ledger is None else _json(EventsView.of(state.events))
+
+    async def put_events(self, request: Request) -> Response:
+        state = self._state(request)
+        return _not_found(request) if state is None else await _put_events(state, request)
+
+    async def clear_events(self, request: Request) -> Response:
+        state = self._state(request)
+        return _not_found(request) if state is None else _set_events(state, EventsConfig())
 
     async def reset(self, request: Request) -> Response:
         await self.controls.reset()
@@ -211,7 +247,7 @@ async def _apply_fault(
 
 def _ledger_response(state: TargetState, request: Request) -> Response:
     if state.ledger is None:
-        return _problem(404, f"{state.name} is an integration and keeps no ledger")
+        return _no_ledger(state)
     include_cancelled = request.query_params.get("all", "").lower() in _TRUE
     entries = state.ledger.entries(include_cancelled=include_cancelled)
     return _json(LedgerView.of(state.name, entries))
@@ -219,14 +255,49 @@ def _ledger_response(state: TargetState, request: Request) -> Response:
 
 def _ship(state: TargetState, order_id: str) -> Response:
     if state.ledger is None:
-        return _problem(404, f"{state.name} is an integration and keeps no ledger")
+        return _no_ledger(state)
     try:
-        entry = state.ledger.ship(order_id)
+        entry = state.ship(order_id)
     except UnknownOrder:
         return _problem(404, f"order {order_id!r} unknown at {state.name}")
     except OrderCancelled:
         return _problem(409, f"order {order_id!r} was cancelled at {state.name}")
     return _json(OrderReceipt(order_id=entry.order_id, dc_ref=entry.dc_ref, status=entry.status))
+
+
+def _cancel_by_dc(state: TargetState, order_id: str) -> Response:
+    if state.ledger is None:
+        return _no_ledger(state)
+    try:
+        entry = state.cancel_by_dc(order_id)
+    except UnknownOrder:
+        return _problem(404, f"order {order_id!r} unknown at {state.name}")
+    except OrderAlreadyShipped:
+        return _problem(409, f"order {order_id!r} already shipped from {state.name}")
+    return _json(OrderReceipt(order_id=entry.order_id, dc_ref=entry.dc_ref, status=entry.status))
+
+
+async def _put_events(state: TargetState, request: Request) -> Response:
+    if state.ledger is None:
+        return _no_ledger(state)
+    try:
+        config = parse_events(json.loads(await request.body()))
+    except ValueError as exc:  # JSONDecodeError and InvalidEvents are both ValueErrors
+        bad_json = [FieldError(field="body", message=str(exc))]
+        errors = exc.errors if isinstance(exc, InvalidEvents) else bad_json
+        return _invalid("invalid events configuration", errors)
+    return _set_events(state, config)
+
+
+def _set_events(state: TargetState, config: EventsConfig) -> Response:
+    if state.ledger is None:
+        return _no_ledger(state)
+    state.set_events(config)
+    return _json(EventsView.of(state.events))
+
+
+def _no_ledger(state: TargetState) -> Response:
+    return _problem(404, f"{state.name} is an integration and keeps no ledger")
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from chaos.simulator.events import EventStats, EventsView
 from chaos.simulator.faults import Fault, FieldError
 from chaos.simulator.ledger import LedgerEntry, OrderStatus
 from chaos.simulator.state import TargetState
@@ -69,10 +70,16 @@ class IntegrationHealth(BaseModel):
 
 
 class StatsView(BaseModel):
-    """Requests received per route, counted on arrival (before any fault), `/_sim/` excluded."""
+    """Requests per route, counted on arrival (before any fault), `/_sim/` excluded; a DC's events."""
 
     target: str
     requests: dict[str, int]
+    events: EventStats | None = None
+
+    @classmethod
+    def of(cls, state: TargetState) -> StatsView:
+        events = state.outbox.stats() if state.ledger is not None else None
+        return cls(target=state.name, requests=dict(state.requests), events=events)
 
 
 class TargetView(BaseModel):
@@ -82,6 +89,7 @@ class TargetView(BaseModel):
     capacity_per_hour: int
     fault: Fault = Field(discriminator="mode")
     listening: bool
+    events: EventsView | None = None
 
     @classmethod
     def of(cls, state: TargetState, listening: bool) -> TargetView:
@@ -92,6 +100,7 @@ class TargetView(BaseModel):
             capacity_per_hour=state.target.capacity_per_hour,
             fault=state.fault,
             listening=listening,
+            events=EventsView.of(state.events) if state.ledger is not None else None,
         )
 
 

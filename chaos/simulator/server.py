@@ -137,10 +137,13 @@ class Simulator:
         except ListenError:
             await self.close()
             raise
+        for state in self._states.values():
+            state.start()
 
     async def close(self) -> None:
         listeners = [self._admin, *self._listeners.values()]
         await asyncio.gather(*(listener.close() for listener in listeners))
+        await asyncio.gather(*(state.close() for state in self._states.values()))
 
     def is_listening(self, name: str) -> bool:
         return self._listeners[name].listening

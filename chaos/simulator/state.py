@@ -1,4 +1,4 @@
-"""Live state of every target (ledger, fault, request counts) and the controls the HTTP apps use."""
+"""Live state of every target (ledger, fault, request counts, events) and the controls the HTTP apps use."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from chaos.simulator.faults import ErrorRateFault, Fault, NoFault
-from chaos.simulator.ledger import Ledger
+from chaos.simulator.autoship import AutoShipper
+from chaos.simulator.events import EventOutbox, EventsConfig
+from chaos.simulator.faults import DownFault, ErrorRateFault, Fault, NoFault, PartitionFault
+from chaos.simulator.ledger import Ledger, LedgerEntry, OrderStatus, UnknownOrder
 from chaos.simulator.targets import SimTarget
 
 Client = tuple[str, int]
@@ -31,27 +34,101 @@ class TargetState:
     rng: random.Random = field(default_factory=random.Random)
     # Requests hung by a partition wait on this; it is set and replaced on every fault change.
     fault_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    events: EventsConfig = field(init=False)
+    outbox: EventOutbox = field(init=False, repr=False)
+    shipper: AutoShipper = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.ledger is None:
             self.ledger = _new_ledger(self.target)
+        self.events = self.target.events or EventsConfig()
+        self.outbox = EventOutbox(self.name, config=lambda: self.events, held=self._events_held)
+        self.shipper = AutoShipper(self._ship_due)
 
     @property
     def name(self) -> str:
         return self.target.name
 
+    @property
+    def _dc_ledger(self) -> Ledger:
+        # Order operations are only reachable on DCs, which always have a ledger.
+        assert self.ledger is not None
+        return self.ledger
+
     def change_fault(self, fault: Fault) -> None:
-        """Switch fault and release every request hung under the previous one."""
+        """Switch fault and release every request (and held event) waiting under the previous one."""
         self.fault = fault
         # A seeded error rate replays the same answer sequence each time it is set.
         self.rng = random.Random(fault.seed) if isinstance(fault, ErrorRateFault) else random.Random()
         released, self.fault_changed = self.fault_changed, asyncio.Event()
         released.set()
 
+    def take(self, order_id: str, payload: dict[str, Any]) -> tuple[LedgerEntry, bool]:
+        """Take an order (idempotent); a newly active one is put on the floor's timer if there is one."""
+        entry, activated = self._dc_ledger.accept(order_id, payload, datetime.now(UTC))
+        if activated and self.events.ship_after_s is not None:
+            self.shipper.schedule(entry, self.events.ship_after_s)
+        return entry, activated
+
+    def ship(self, order_id: str) -> LedgerEntry:
+        """Ship an active order and tell drctl; shipping it again changes and sends nothing."""
+        ledger = self._dc_ledger
+        was = ledger.get(order_id).status
+        entry = ledger.ship(order_id)
+        if was is OrderStatus.ACCEPTED:
+            self.outbox.emit(order_id, "shipped", datetime.now(UTC))
+        return entry
+
+    def cancel_by_dc(self, order_id: str) -> LedgerEntry:
+        """The DC cancels an order itself (stock-out, damage) and tells drctl; again changes nothing."""
+        ledger = self._dc_ledger
+        was = ledger.get(order_id).status
+        entry = ledger.cancel(order_id)
+        if was is OrderStatus.ACCEPTED:
+            self.outbox.emit(order_id, "cancelled_by_dc", datetime.now(UTC))
+        return entry
+
+    def set_events(self, config: EventsConfig) -> None:
+        """Replace the events configuration; its `ship_after_s` applies to every order still accepted."""
+        self.events = config
+        if self.ledger is not None:
+            self.shipper.rearm(self.ledger.entries(), config.ship_after_s)
+
     def clear_records(self) -> None:
-        """Forget orders and request counts (the fault is handled by the caller)."""
+        """Forget orders, request counts and events; back to the configuration the target started with."""
         self.ledger = _new_ledger(self.target)
         self.requests.clear()
+        self.events = self.target.events or EventsConfig()
+        self.shipper.clear()
+        self.outbox.reset()
+
+    def start(self) -> None:
+        """Start the background tasks of a DC (event delivery, the floor's timer); needs a running loop."""
+        if self.ledger is not None:
+            self.outbox.start()
+            self.shipper.start(self.name)
+
+    async def close(self) -> None:
+        await self.shipper.close()
+        await self.outbox.close()
+
+    def _events_held(self) -> asyncio.Event | None:
+        # A DC whose network is cut cannot reach drctl either; its events wait for the fault to change.
+        if isinstance(self.fault, DownFault | PartitionFault):
+            return self.fault_changed
+        return None
+
+    def _ship_due(self, entry: LedgerEntry, taken_at: datetime) -> None:
+        # Skip what changed since it was scheduled: cancelled, shipped, retaken, or a ledger since reset.
+        ledger = self.ledger
+        if ledger is None or entry.status is not OrderStatus.ACCEPTED or entry.received_at != taken_at:
+            return
+        try:
+            current = ledger.get(entry.order_id)
+        except UnknownOrder:
+            return
+        if current is entry:
+            self.ship(entry.order_id)
 
 
 class SimulatorControls(Protocol):
@@ -71,5 +148,5 @@ class SimulatorControls(Protocol):
         ...
 
     async def reset(self) -> None:
-        """Clear every fault, ledger and request count."""
+        """Clear every fault, ledger, request count and event; restore each target's events config."""
         ...

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from chaos.simulator.events import EventsConfig
+
 TargetKind = Literal["dc", "integration"]
 
 # Names appear in admin URL paths and in dc_refs, so keep them to URL-safe slugs.
@@ -19,12 +21,13 @@ class InvalidTargets(ValueError):
 
 @dataclass(frozen=True)
 class SimTarget:
-    """One simulated DC or integration and the port it listens on."""
+    """One simulated DC or integration and the port it listens on; a DC may start with events on."""
 
     name: str
     kind: TargetKind
     port: int
     capacity_per_hour: int = 0
+    events: EventsConfig | None = None
 
 
 def parse_target_spec(spec: str, kind: TargetKind) -> SimTarget:
@@ -60,6 +63,8 @@ def validate_targets(targets: Sequence[SimTarget], admin_port: int) -> None:
             raise InvalidTargets(f"target {target.name!r}: kind must be 'dc' or 'integration'")
         if target.capacity_per_hour < 0:
             raise InvalidTargets(f"target {target.name!r}: capacity_per_hour must be >= 0")
+        if target.events is not None and target.kind != "dc":
+            raise InvalidTargets(f"target {target.name!r}: only a DC sends order events")
         _check_port(target.port, f"target {target.name!r}")
         if target.port in ports:
             raise InvalidTargets(f"port {target.port} used by both {ports[target.port]} and {target.name!r}")
