@@ -32,6 +32,7 @@ HISTORY_COLUMNS = (
 )
 _TEXT = ("order_id", "channel", "customer_id", "region", "postal_code", "site", "sku")
 HOURS_PER_WEEK = 168
+_HOUR = timedelta(hours=1)
 # Tried in order on a sample; the first that parses the sample parses the whole column.
 _TIMESTAMP_FORMATS = (
     ("%Y-%m-%dT%H:%M:%S%.f%z", None),
@@ -46,16 +47,13 @@ _TIMESTAMP_FORMATS = (
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """The observed local hours: [start, start + hours)."""
+    """The observed local hours: [start, end), `hours` of them (see make_period)."""
 
     start: datetime  # local, aware
+    end: datetime  # local, aware
     hours: int
     start_hour: int  # local wall-clock hours since 1970-01-01 00:00
     occurrences: tuple[int, ...]  # how many times each hour of the week occurs in the period
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(hours=self.hours)
 
 
 def read_history(path: Path) -> pl.DataFrame:
@@ -187,20 +185,67 @@ def hour_of_week_expr(slot: pl.Expr, period: Period) -> pl.Expr:
     return ((local_hour // 24 + 3) % 7 * 24 + local_hour % 24).cast(pl.Int32)
 
 
-def make_period(first_hour: int, last_hour: int, params: BiaParams) -> Period:
-    """The observed period: the explicit one from params, else whole local days around the data."""
+def make_period(
+    first: datetime | None, last: datetime | None, params: BiaParams, *, wall_clock: bool = False
+) -> Period:
+    """The observed period, in whole local hours: [start, end).
+
+    With params.period_start and period_end, that period exactly (BiaParams has checked both lie on
+    whole local hours and that start < end). Otherwise the history's real span: from the local hour
+    of the first order (`first` floored to the hour) to the end of the hour of the last order (`last`
+    floored to the hour, plus one hour). A history exported as [t0, t0 + N days) with orders in its
+    first and last hours is thus observed over exactly 24 x N hours, whatever the analysis time zone
+    and however many local days it straddles; an hour at either edge without a single order is left
+    out (the window is then shorter by that hour, never longer by days).
+
+    Hours are real elapsed hours, each counted at the hour of the week the local clock shows, so a
+    week across a daylight-saving change has 168 of them too. With `wall_clock` (a history of naive
+    local times, which carry no offsets) the local clock's hours are counted instead.
+    """
+    zone = params.zone
     if params.period_start is not None and params.period_end is not None:
-        start_hour = _local_hour_of(params.period_start, params)
-        end_hour = _local_hour_of(params.period_end, params)
+        start, end = _in_zone(params.period_start, params), _in_zone(params.period_end, params)
+    elif first is not None and last is not None:
+        start = _in_zone(first, params).replace(minute=0, second=0, microsecond=0)
+        last_hour = _in_zone(last, params).replace(minute=0, second=0, microsecond=0)
+        if wall_clock:
+            end = (last_hour.replace(tzinfo=None) + _HOUR).replace(tzinfo=zone)
+        else:
+            end = (last_hour.astimezone(UTC) + _HOUR).astimezone(zone)
     else:
-        start_hour = first_hour // 24 * 24
-        end_hour = (last_hour // 24 + 1) * 24
-    hours = max(1, end_hour - start_hour)
+        raise InvalidInput("order history is empty: nothing to analyse (or give an explicit period)")
+    start_hour = _local_hour_of(start, params)
+    if wall_clock:
+        local = list(range(start_hour, _local_hour_of(end, params)))
+    else:
+        utc_start = start.astimezone(UTC)
+        count = int((end.astimezone(UTC) - utc_start) // _HOUR)
+        # a loop over the period's hours (thousands), not over orders
+        local = [_local_hour_of(utc_start + k * _HOUR, params) for k in range(count)]
+    if not local:  # only across a daylight-saving change: the local clock went back
+        raise InvalidInput(
+            f"BIA parameter period_end: the period holds no whole local hour in {params.timezone}",
+            [FieldError("period_end", "must be after period_start in local time")],
+        )
     occurrences = [0] * HOURS_PER_WEEK
-    for h in range(start_hour, start_hour + hours):  # a loop over the period's hours, not over orders
+    for h in local:
         occurrences[hour_of_week(h)] += 1
-    start = (datetime(1970, 1, 1) + timedelta(hours=start_hour)).replace(tzinfo=params.zone)
-    return Period(start, hours, start_hour, tuple(occurrences))
+    return Period(start, end, len(local), start_hour, tuple(occurrences))
+
+
+def _in_zone(moment: datetime, params: BiaParams) -> datetime:
+    """An aware moment in the retailer's zone; a naive one is local time already."""
+    return moment.astimezone(params.zone) if moment.tzinfo is not None else moment.replace(tzinfo=params.zone)
+
+
+def _outside(placed_at: pl.Series, period: Period) -> int:
+    """Lines placed before the period's start or at or after its end (naive times are local)."""
+    if getattr(placed_at.dtype, "time_zone", None) is None:
+        low, high = period.start.replace(tzinfo=None), period.end.replace(tzinfo=None)
+    else:
+        placed_at = placed_at.dt.convert_time_zone("UTC")
+        low, high = period.start.astimezone(UTC), period.end.astimezone(UTC)
+    return int(((placed_at < low) | (placed_at >= high)).sum())
 
 
 def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tuple[pl.DataFrame, Period]:
@@ -217,24 +262,28 @@ def prepare_lines(history: pl.DataFrame, world: World, params: BiaParams) -> tup
             )
     if errors:
         raise InvalidInput(f"order history: {errors[0].message}", errors)
-    local = local_hours(history["placed_at"], params)
-    if history.height == 0 and params.period_start is None:
-        raise InvalidInput("order history is empty: nothing to analyse (or give an explicit period)")
-    first, last = local.min(), local.max()
+    placed_at = history["placed_at"]
+    first, last = placed_at.min(), placed_at.max()
     period = make_period(
-        int(first) if isinstance(first, int) else 0, int(last) if isinstance(last, int) else 0, params
+        first if isinstance(first, datetime) else None,
+        last if isinstance(last, datetime) else None,
+        params,
+        wall_clock=getattr(placed_at.dtype, "time_zone", None) is None,
     )
-    slot = (local - period.start_hour).alias("slot")
-    lines = (
-        history.select("channel", "region", "site", "sku", "qty")
-        .with_columns(
-            # Distinct counts run a third faster on 64-bit hashes than on the strings; a collision
-            # among a million ids has a chance of about 1e-8.
-            order_key=history["order_id"].hash(),
-            customer_key=history["customer_id"].hash(),
-            revenue=history["qty"] * history["unit_price"],
-            slot=slot.cast(pl.Int32),
+    outside = _outside(placed_at, period)
+    if outside:  # only with an explicit period: the default one spans every order
+        message = (
+            f"{outside} order line(s) placed outside the period {period.start.isoformat()} to "
+            f"{period.end.isoformat()} ({params.timezone}); orders run from {first} to {last}"
         )
-        .filter((pl.col("slot") >= 0) & (pl.col("slot") < period.hours))
+        raise InvalidInput(f"order history: {message}", [FieldError("history.placed_at", message)])
+    slot = (local_hours(placed_at, params) - period.start_hour).alias("slot")
+    lines = history.select("channel", "region", "site", "sku", "qty").with_columns(
+        # Distinct counts run a third faster on 64-bit hashes than on the strings; a collision
+        # among a million ids has a chance of about 1e-8.
+        order_key=history["order_id"].hash(),
+        customer_key=history["customer_id"].hash(),
+        revenue=history["qty"] * history["unit_price"],
+        slot=slot.cast(pl.Int32),
     )
     return lines, period

@@ -39,12 +39,13 @@ class BiaParams:
     transit_cost_per_km: float = 10.0  # extra line-haul cost per order and km
     timezone: str = "Asia/Seoul"  # hour-of-week is counted in the retailer's local time
     currency: str = "KRW"
-    # The observed period; None means whole local days from the first to the last order.
+    # The observed period [period_start, period_end), on whole local hours; naive times are local,
+    # ISO 8601 strings are read as such. None: the history's real span (see bia.frame.make_period).
     period_start: datetime | None = None
     period_end: datetime | None = None
 
     def __post_init__(self) -> None:
-        errors = list(_check(self))
+        errors = _parse_period(self) or _check(self)
         if errors:
             first = errors[0]
             raise InvalidInput(f"BIA parameter {first.path}: {first.message}", errors)
@@ -66,6 +67,26 @@ class BiaParams:
         for key in ("outage_durations_hours", "rto_candidates_hours", "rpo_candidates_seconds"):
             out[key] = list(out[key])
         return out
+
+
+def _parse_period(p: BiaParams) -> list[FieldError]:
+    """Read ISO 8601 period bounds (what a JSON request carries) as datetimes; refuse other types."""
+    errors: list[FieldError] = []
+    for name in ("period_start", "period_end"):
+        value = getattr(p, name)
+        if isinstance(value, str):
+            try:
+                object.__setattr__(p, name, datetime.fromisoformat(value))
+            except ValueError:
+                errors.append(FieldError(name, f"not an ISO 8601 date-time: {value!r}"))
+        elif value is not None and not isinstance(value, datetime):
+            errors.append(FieldError(name, f"must be a date-time, got {type(value).__name__}"))
+    return errors
+
+
+def _on_whole_local_hour(moment: datetime, timezone: str) -> bool:
+    local = moment.astimezone(ZoneInfo(timezone)) if moment.tzinfo is not None else moment
+    return local.minute == 0 and local.second == 0 and local.microsecond == 0
 
 
 def _check(p: BiaParams) -> list[FieldError]:
@@ -96,8 +117,10 @@ def _check(p: BiaParams) -> list[FieldError]:
     need(all(s >= 0 for s in p.rpo_candidates_seconds), "rpo_candidates_seconds", "must be >= 0")
     try:
         ZoneInfo(p.timezone)
+        zone_ok = True
     except (ZoneInfoNotFoundError, ValueError):
         errors.append(FieldError("timezone", f"unknown time zone {p.timezone!r}"))
+        zone_ok = False
     if (p.period_start is None) != (p.period_end is None):
         errors.append(FieldError("period_end", "give both period_start and period_end, or neither"))
     elif p.period_start is not None and p.period_end is not None:
@@ -105,4 +128,12 @@ def _check(p: BiaParams) -> list[FieldError]:
             need(p.period_end > p.period_start, "period_end", "must be after period_start")
         except TypeError:  # one naive, one aware
             errors.append(FieldError("period_end", "give both period ends with a time zone, or neither"))
+        if zone_ok:  # the analysis counts whole local hours: a bound inside an hour cannot be kept exactly
+            for name in ("period_start", "period_end"):
+                value = getattr(p, name)
+                need(
+                    _on_whole_local_hour(value, p.timezone),
+                    name,
+                    f"must be on a whole local hour ({p.timezone}), got {value.isoformat()}",
+                )
     return errors

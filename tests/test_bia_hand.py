@@ -145,11 +145,12 @@ def test_integration_demand_follows_its_scope() -> None:
     assert result.integration("mkt").demand.revenue == pytest.approx(100)
 
 
-def test_period_defaults_to_whole_local_days_around_the_orders() -> None:
+def test_period_defaults_to_the_hours_the_orders_span() -> None:
     result = run_bia(hand_history(), tiny_world(), BiaParams(), now=datetime(2025, 3, 10, tzinfo=SEOUL))
-    # first order Monday, last Wednesday: Monday 00:00 to Thursday 00:00 = 72 hours
-    assert result.period_hours == 72
-    assert result.site("a").demand.orders_per_hour.mean == pytest.approx(4 / 72)
+    # first order Monday 10:15, last Wednesday 09:00: Monday 10:00 to Wednesday 10:00 = 48 hours
+    assert result.period_start == at(0, 10)
+    assert result.period_hours == 48
+    assert result.site("a").demand.orders_per_hour.mean == pytest.approx(4 / 48)
 
 
 # --- revenue at risk and loss -------------------------------------------------------------------------
