@@ -21,6 +21,7 @@ from control_plane.metrics import mark_this_process_dead
 from control_plane.monitoring import endpoints as monitoring
 from control_plane.operations import endpoints as operations
 from control_plane.operations.auto_failover import AutoFailover
+from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.operations.service import SiteOperations
 from control_plane.orders import endpoints as orders
 from control_plane.schedule import build_prober, build_scheduler
@@ -44,6 +45,16 @@ def create_app(
             min_accepting_sites=settings.safety_min_accepting_sites,
             capacity_margin=settings.safety_capacity_margin,
             health_required_for_failback=settings.safety_health_required_for_failback,
+        ),
+        SiteMover(
+            ctx.sessions,
+            ctx.sites,
+            ctx.board,
+            ctx.client,
+            ctx.pipeline,
+            ctx.eta,
+            MoveConfig(parallelism=settings.move_parallelism, settle_s=settings.cancel_settle_s),
+            clock,
         ),
     )
     auto = AutoFailover(

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = 30.0  # a routed order not acknowledged by then is re-dispatched
     # a DC that answered 404 to a cancel may still be processing a slow POST: confirm only after this
     cancel_settle_s: float = 5.0
+    # a failover moves in-flight orders this many at a time (cancel at the old DC, move, dispatch)
+    move_parallelism: int = 16
+    # a running failover/failback renews its lease this often; past it, another process may take over
+    change_lease_s: float = 30.0
+
+    # DC events (DESIGN §4): HMAC-signed webhooks; each site's secret is derived from this one
+    dc_event_secret: SecretStr | None = None
+    # DCs that cannot call out: poll GET {wms_url}/orders/{id} for orders accepted longer than this
+    dc_poll_after_s: float = 3600.0
+    dc_poll_interval_s: float = 60.0  # 0 turns polling off
+    dc_poll_batch: int = 100
 
     # routing and ETA model (DESIGN §3)
     eta_base_hours: float = 6.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ class FailureKind(StrEnum):
     TIMEOUT = "timeout"
     SERVER_ERROR = "server_error"
     BROKEN = "broken"  # connection dropped mid-exchange
+    BAD_ANSWER = "bad_answer"  # a success status with a body we cannot read
 
 
 class DcUnavailable(Exception):
@@ -107,3 +109,42 @@ def dispatch_once(
     breaker.record_success(admission)
     reason = f"accepted as {ack.dc_ref}"
     return DispatchResult(site.code, AttemptOutcome.ACCEPTED, reason, elapsed * 1000, ack.dc_ref)
+
+
+def cancel_once(board: BreakerBoard, client: DcClient, site: Site, order_id: str) -> CancelOutcome | None:
+    """Ask `site` to cancel through its breaker; None when it did not answer or its breaker is open."""
+    breaker = board.get(site.code)
+    try:
+        admission = breaker.admit()
+    except BreakerOpen:
+        return None
+    try:
+        outcome = client.cancel(site, order_id)
+    except DcUnavailable as exc:
+        breaker.record_failure(admission, exc)
+        return None
+    except DcRejected:
+        breaker.record_success(admission)
+        return None
+    except BaseException:
+        breaker.record_failure(admission, RuntimeError("unexpected client error"))
+        raise
+    breaker.record_success(admission)
+    return outcome
+
+
+def proves_absent(
+    outcome: CancelOutcome | None, last_post_at: datetime | None, now: datetime, settle_s: float
+) -> bool:
+    """Whether a DC's answer to our cancel proves it holds no live copy of the order.
+
+    A 200 (cancelled) does. A 404 does only when no POST of ours can still be in flight there:
+    `last_post_at` None means the DC acknowledged the order and nothing was sent since; otherwise a
+    slow DC may still be processing that POST, so the 404 counts once `settle_s` have passed.
+    One rule for the failover's move and for the cancel outbox.
+    """
+    if outcome is CancelOutcome.CANCELLED:
+        return True
+    if outcome is CancelOutcome.UNKNOWN:
+        return last_post_at is None or (now - last_post_at).total_seconds() >= settle_s
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_failover_moves_every_order_and_failback_cancels_at_the_old_dc_first(
         assert all(site != "icheon" for site in sites_of(pg_url))
         # when Icheon returns, failback first cancels the owed orders there, then reopens routing
         sim.clear_fault("icheon")
+        # the failover's cancels went through Icheon's breaker and opened it: failback's site_healthy
+        # rule waits for its reset timeout (1 s in the test settings) like an operator would
+        time.sleep(1.2)
         back = httpx.post(f"{cp.base_url}/v1/sites/icheon/failback", headers=op, timeout=300, trust_env=False,
                           json={"reason": "water pumped out"})  # fmt: skip
         assert back.status_code == 200, back.text

@@ -1,15 +1,15 @@
-"""Incidents with their timeline, and the audit log read back."""
+"""Incidents with their timeline, site changes and the routing switch, and the audit log read back."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from control_plane.domain import NotFound
-from control_plane.store.tables import AuditEventRow, IncidentEventRow, IncidentRow
+from control_plane.store.tables import AuditEventRow, IncidentEventRow, IncidentRow, SiteChangeRow, SiteRow
 
 
 def open_incident(
@@ -110,3 +110,79 @@ def open_count(session: Session) -> int:
 def resolve(session: Session, incident: IncidentRow, now: datetime, message: str) -> None:
     incident.status, incident.resolved_at = "resolved", now
     add_event(session, incident.id, now, "resolved", message)
+
+
+# --- site changes (one running per site: a partial unique index) and the routing switch ---
+
+
+def take_over_stale_change(session: Session, site: str, now: datetime) -> SiteChangeRow | None:
+    """Mark failed a running change of `site` whose lease ran out (its process died); return it."""
+    stmt = select(SiteChangeRow).where(SiteChangeRow.site == site, SiteChangeRow.status == "running")
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.scalar(stmt)
+    if row is None or row.lease_until is None or row.lease_until > now:
+        return None
+    row.status, row.finished_at = "failed", now
+    row.result = {**(row.result or {}), "error": "its lease ran out (the process died?): taken over"}
+    session.flush()
+    return row
+
+
+def start_change(
+    session: Session,
+    site: str,
+    kind: str,
+    actor: str,
+    reason: str,
+    forced: bool,
+    now: datetime,
+    lease_s: float,
+) -> int:
+    """Insert a running change; IntegrityError when another change of the site is running."""
+    row = SiteChangeRow(
+        site=site,
+        kind=kind,
+        status="running",
+        actor=actor,
+        reason=reason,
+        forced=forced,
+        started_at=now,
+        lease_until=now + timedelta(seconds=lease_s),
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def renew_change(session: Session, change_id: int, now: datetime, lease_s: float) -> bool:
+    """Extend a running change's lease; False when it is no longer ours (taken over)."""
+    row = session.get(SiteChangeRow, change_id)
+    if row is None or row.status != "running":
+        return False
+    row.lease_until = now + timedelta(seconds=lease_s)
+    return True
+
+
+def finish_change(
+    session: Session, change_id: int, status: str, result: dict[str, Any] | None, now: datetime
+) -> None:
+    row = session.get(SiteChangeRow, change_id)
+    if row is not None and row.status == "running":
+        row.status, row.result, row.finished_at = status, result, now
+
+
+def last_change(session: Session, site: str, kind: str) -> SiteChangeRow | None:
+    stmt = (
+        select(SiteChangeRow)
+        .where(SiteChangeRow.site == site, SiteChangeRow.kind == kind)
+        .order_by(SiteChangeRow.id.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def site_row(session: Session, code: str, lock: bool = False) -> SiteRow | None:
+    """The site's row; `lock` takes it FOR UPDATE on PostgreSQL, which waits for every placement
+    holding its key-share lock (orders.repository.site_open) and holds later ones back."""
+    return session.get(SiteRow, code, with_for_update=lock or None)

@@ -1,15 +1,18 @@
 """Operator failover and failback of a site: plan, safety rules, the move itself, incident and audit.
 
 The dry run and the real failover build the same plan from the same live state
-(`failover.plan.plan_failover`); the real one then walks the plan's assignments in order. One
-change per site at a time is enforced by the database (a partial unique index on running
-`site_changes`), so two concurrent calls cannot both proceed, on any number of replicas.
+(`failover.plan.plan_failover`); the real one stops routing there (holding back every placement
+in progress on any replica), then `moves.SiteMover` moves the plan's orders and sweeps the site
+until none is left. One change per site at a time is enforced by the database (a partial unique
+index on running `site_changes`), so two concurrent calls cannot both proceed, on any number of
+replicas; a running change renews a lease, and one whose process died is taken over after it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,13 +23,13 @@ from sqlalchemy.orm import Session
 
 from control_plane.auth import repository as audit_repo
 from control_plane.bia_runs.service import latest_site_targets
-from control_plane.domain import Actor, Conflict, Health, NotFound, OrderStatus, SiteState
+from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
+from control_plane.operations.moves import MoveReport, SiteMover
 from control_plane.orders import repository as order_repo
-from control_plane.orders.service import request_from_row
-from control_plane.store.tables import IncidentRow, OrderRow, SiteChangeRow, SiteRow
-from failover.dispatch import CancelOutcome, DcRejected, DcUnavailable
-from failover.plan import InFlightOrder, plan_failover
+from control_plane.store.tables import IncidentRow, OrderRow
+from failover.dispatch import DcUnavailable
+from failover.plan import plan_failover
 from failover.safety import (
     ONE_CHANGE_PER_SITE,
     RuleResult,
@@ -45,9 +48,10 @@ RECENT_WINDOW = timedelta(hours=1)
 
 
 class SiteOperations:
-    def __init__(self, ctx: AppContext, policy: SafetyPolicy) -> None:
+    def __init__(self, ctx: AppContext, policy: SafetyPolicy, mover: SiteMover) -> None:
         self._ctx = ctx
         self._policy = policy
+        self._mover = mover
 
     # --- failover ---
 
@@ -61,13 +65,19 @@ class SiteOperations:
         force: bool,
         trigger: str = "operator",
     ) -> dict[str, Any]:
+        """Stop routing to `code`, then move every order live there; re-run, finish what is left.
+
+        A site already out of routing with live orders still there (an earlier failover died, or
+        was stopped mid-way) is a resumption: no rules (that decision is taken and audited), no new
+        stop, the same incident; the move picks up whatever is still live at the site.
+        """
         ctx = self._ctx
         now = ctx.clock()
         ctx.sites.refresh()
         states = ctx.sites.snapshot()
         site = _find(states, code)
-        orders = self._in_flight(code)
-        plan = plan_failover(code, orders, states, self._stock(orders), targets, ctx.eta, now)
+        orders = self._mover.in_flight(code)
+        plan = plan_failover(code, orders, states, self._mover.stock_for(orders), targets, ctx.eta, now)
         rules = evaluate_failover(
             code,
             states,
@@ -88,43 +98,41 @@ class SiteOperations:
         }
         if dry_run:
             return answer
-        if not site.accepting:
+        if not site.accepting and not orders:
             raise Conflict(f"{code} is already out of routing", rule="already_failed_over")
         change_id = self._begin_change(actor, code, "failover", reason, force)
         try:
-            # the snapshot above may predate a change that finished just before we took the lock
-            if not self._accepting_now(code):
+            resuming = not self._accepting_now(code)
+            if resuming and not orders:
                 raise Conflict(f"{code} is already out of routing", rule="already_failed_over")
-            overridden = enforce(rules, force, reason)
+            overridden = [] if resuming else enforce(rules, force, reason)
         except Exception:
             self._end_change(change_id, "refused", None)
             raise
-        incident_id = self._stop_routing(actor, code, reason, overridden, len(orders), now, trigger)
-        moved = self._move_all(code, plan.assignments, incident_id)
+        try:
+            incident_id = self._stop_routing(
+                actor, code, reason, overridden, len(orders), now, trigger, resuming
+            )
+            statuses = {o.order_id: o.status for o in orders}
+            report = self._mover.move_all(
+                code, plan.assignments, statuses, targets, self._heartbeat(change_id)
+            )
+            self._record_moves(incident_id, report)
+        except BaseException as exc:
+            # marked failed at once where we can; a SIGKILL leaves it to the lease running out
+            self._end_change(change_id, "failed", {"error": type(exc).__name__})
+            raise
+        moved = report.to_json_dict()
         self._end_change(change_id, "done", {"moved": moved, "incident_id": incident_id})
         answer.update(
-            {"incident_id": incident_id, "moved": moved, "overridden": [r.name for r in overridden]}
+            {
+                "incident_id": incident_id,
+                "moved": moved,
+                "resumed": resuming,
+                "overridden": [r.name for r in overridden],
+            }
         )
         return answer
-
-    def _in_flight(self, code: str) -> list[InFlightOrder]:
-        live = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value)
-        with self._ctx.sessions() as s:
-            rows = list(s.scalars(select(OrderRow).where(OrderRow.site == code, OrderRow.status.in_(live))))
-            out = []
-            for row in rows:
-                lines = order_repo.order_lines(s, row.id)
-                avoid = order_repo.pending_cancel_sites(s, row.id)
-                req = request_from_row(row, lines)
-                out.append(InFlightOrder.from_request(row.id, code, OrderStatus(row.status), req, avoid))
-        return out
-
-    def _stock(self, orders: Sequence[InFlightOrder]) -> dict[tuple[str, str], int]:
-        skus = {line.sku for o in orders for line in o.lines}
-        if not skus:
-            return {}
-        with self._ctx.sessions() as s:
-            return order_repo.available_stock(s, skus)
 
     def _expected_demand(self, code: str, now: datetime) -> float:
         """The BIA's expected orders per hour for this hour of the week, else the last hour's intake."""
@@ -138,35 +146,43 @@ class SiteOperations:
         return expected_hourly_demand(None, int(recent or 0), RECENT_WINDOW.total_seconds() / 3600)
 
     def _begin_change(self, actor: Actor, code: str, kind: str, reason: str, force: bool) -> int:
+        """Start the site's one running change, taking over one whose process died (lease run out)."""
+        now = self._ctx.clock()
         try:
             with self._ctx.sessions.begin() as s:
-                row = SiteChangeRow(
-                    site=code,
-                    kind=kind,
-                    status="running",
-                    actor=actor.name,
-                    reason=reason,
-                    forced=force,
-                    started_at=self._ctx.clock(),
+                stale = incident_repo.take_over_stale_change(s, code, now)
+                if stale is not None:
+                    log.warning("site change %s of %s taken over after its lease ran out", stale.id, code)
+                return incident_repo.start_change(
+                    s, code, kind, actor.name, reason, force, now, self._ctx.settings.change_lease_s
                 )
-                s.add(row)
-                s.flush()
-                return row.id
         except IntegrityError:
             raise Conflict(
                 f"another change of {code} is in progress", rule=ONE_CHANGE_PER_SITE, details={"site": code}
             ) from None
 
+    def _heartbeat(self, change_id: int) -> Callable[[], None]:
+        """Renew the change's lease now and then while it works (called after every moved order)."""
+        lease_s = self._ctx.settings.change_lease_s
+        last = [time.monotonic()]
+
+        def beat() -> None:
+            if time.monotonic() - last[0] < lease_s / 3:
+                return
+            last[0] = time.monotonic()
+            with self._ctx.sessions.begin() as s:
+                incident_repo.renew_change(s, change_id, self._ctx.clock(), lease_s)
+
+        return beat
+
     def _accepting_now(self, code: str) -> bool:
         with self._ctx.sessions() as s:
-            row = s.get(SiteRow, code)
+            row = incident_repo.site_row(s, code)
             return row is not None and row.accepting
 
     def _end_change(self, change_id: int, status: str, result: dict[str, Any] | None) -> None:
         with self._ctx.sessions.begin() as s:
-            row = s.get(SiteChangeRow, change_id)
-            if row is not None:
-                row.status, row.result, row.finished_at = status, result, self._ctx.clock()
+            incident_repo.finish_change(s, change_id, status, result, self._ctx.clock())
 
     def _stop_routing(
         self,
@@ -177,55 +193,44 @@ class SiteOperations:
         in_flight: int,
         now: datetime,
         trigger: str,
+        resuming: bool,
     ) -> int:
+        """Take the site out of routing everywhere at once; return its incident.
+
+        The site row is locked FOR UPDATE first, which waits for every placement in progress there
+        and holds back later ones until this commits; they then see it closed (orders.repository
+        .site_open). So once this returns, no replica can commit a new order at the site, whatever
+        its cached state says, and the move's reading of the site catches every order there.
+        """
         with self._ctx.sessions.begin() as s:
-            row = s.get(SiteRow, code)
+            row = incident_repo.site_row(s, code, lock=True)
             assert row is not None
             row.accepting, row.updated_at = False, now
             incident = incident_repo.ensure_open_incident(
                 s, "site_outage", code, trigger, f"{code} failed over: {reason}", now, in_flight
             )
+            what = "resumed" if resuming else "stopped"
             incident_repo.add_event(
-                s, incident.id, now, "failover", f"routing to {code} stopped by {actor.name}"
+                s, incident.id, now, "failover", f"routing to {code} {what} by {actor.name}"
             )
-            _audit_routing_change(s, actor, code, "failover", False, overridden, reason, now)
+            _audit_routing_change(s, actor, code, "failover.resumed" if resuming else "failover",
+                                  False, overridden, reason, now)  # fmt: skip
             incident_id = incident.id
         self._ctx.sites.refresh()
         return incident_id
 
-    def _move_all(self, code: str, assignments: Sequence[Any], incident_id: int) -> dict[str, Any]:
-        """Cancel each order at the old DC (or owe it a cancel) and send it on through normal dispatch."""
-        site = self._ctx.sites.site(code)
-        per_target: dict[str, int] = {}
-        held = cancel_pending = shipped = 0
-        for a in assignments:
-            try:
-                outcome = self._ctx.client.cancel(site, a.order_id)
-            except (DcUnavailable, DcRejected):
-                outcome = None
-            if outcome is CancelOutcome.SHIPPED:
-                shipped += 1  # it left the old DC before we could stop it: nothing to move
-                continue
-            cancel_pending += outcome is None
-            trace = self._ctx.pipeline.move_order(a.order_id, code, a, owes_cancel=outcome is None)
-            if trace is None:
-                continue
-            if trace.site is not None and trace.status is OrderStatus.ACCEPTED:
-                per_target[trace.site] = per_target.get(trace.site, 0) + 1
-            else:
-                held += 1
+    def _record_moves(self, incident_id: int, report: MoveReport) -> None:
         now = self._ctx.clock()
         with self._ctx.sessions.begin() as s:
             incident = s.get(IncidentRow, incident_id)
-            if incident is not None:
-                incident.orders_rerouted += sum(per_target.values())
-                incident.orders_held += held
-                if incident.mitigated_at is None:
-                    incident.mitigated_at, incident.status = now, "mitigated"
-                moved = f"{sum(per_target.values())} moved, {held} held"
-                data = {"per_target": per_target, "held": held, "cancel_pending": cancel_pending}
-                incident_repo.add_event(s, incident_id, now, "orders_moved", moved, data)
-        return {"per_target": per_target, "held": held, "cancel_pending": cancel_pending, "shipped": shipped}
+            if incident is None:
+                return
+            incident.orders_rerouted += report.moved
+            incident.orders_held += report.held
+            if incident.mitigated_at is None:
+                incident.mitigated_at, incident.status = now, "mitigated"
+            message = f"{report.moved} moved, {report.held} held, {report.live_left} left"
+            incident_repo.add_event(s, incident_id, now, "orders_moved", message, report.to_json_dict())
 
     # --- failback ---
 
@@ -266,19 +271,23 @@ class SiteOperations:
             self._end_change(change_id, "refused", None)
             raise
         now = ctx.clock()
-        with ctx.sessions.begin() as s:
-            row = s.get(SiteRow, code)
-            assert row is not None
-            row.accepting, row.updated_at = True, now
-            # a ramp brings the site back from 10 % to 100 % of its orders instead of all at once
-            row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
-            incident = incident_repo.open_incident_for(s, code)
-            if incident is not None:
-                incident.status, incident.resolved_at = "resolved", now
-                incident_repo.add_event(
-                    s, incident.id, now, "failback", f"routing to {code} reopened by {actor.name}"
-                )
-            _audit_routing_change(s, actor, code, "failback", True, overridden, reason, now)
+        try:
+            with ctx.sessions.begin() as s:
+                row = incident_repo.site_row(s, code, lock=True)
+                assert row is not None
+                row.accepting, row.updated_at = True, now
+                # a ramp brings the site back from 10 % to 100 % of its orders instead of all at once
+                row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
+                incident = incident_repo.open_incident_for(s, code)
+                if incident is not None:
+                    incident.status, incident.resolved_at = "resolved", now
+                    incident_repo.add_event(
+                        s, incident.id, now, "failback", f"routing to {code} reopened by {actor.name}"
+                    )
+                _audit_routing_change(s, actor, code, "failback", True, overridden, reason, now)
+        except BaseException as exc:
+            self._end_change(change_id, "failed", {"error": type(exc).__name__})
+            raise
         ctx.sites.refresh()
         self._end_change(change_id, "done", {"cancelled_first": owed - still_owed})
         answer.update(

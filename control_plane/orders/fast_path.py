@@ -123,18 +123,24 @@ new_notes AS (
     FROM new_order, json_populate_recordset(NULL::route_attempts, %(notes)s) AS a
 )"""
 # All or nothing: lock the site's rows for the wanted SKUs in SKU order (two orders for the same
-# SKUs cannot deadlock), reserve and insert only when every SKU still has the units.
+# SKUs cannot deadlock), reserve and insert only when every SKU still has the units and the site
+# still takes orders (its row read under a key-share lock: see repository.site_open).
 _PG_PLACE = (
     """WITH want AS (
     SELECT l.sku, sum(l.qty) AS qty FROM json_populate_recordset(NULL::order_lines, %(lines)s) AS l
     GROUP BY l.sku
+),
+open_site AS (
+    SELECT code FROM sites WHERE code = %(site)s AND accepting FOR KEY SHARE
 ),
 free AS (
     SELECT s.sku FROM stock s JOIN want w ON w.sku = s.sku
     WHERE s.site = %(site)s AND s.on_hand - s.reserved >= w.qty
     ORDER BY s.sku FOR UPDATE OF s
 ),
-ok AS (SELECT count(*) = (SELECT count(*) FROM want) AS ok FROM free),
+ok AS (
+    SELECT count(*) = (SELECT count(*) FROM want) AND EXISTS (SELECT FROM open_site) AS ok FROM free
+),
 reserved AS (
     UPDATE stock s SET reserved = s.reserved + w.qty FROM want w, ok
     WHERE ok.ok AND s.site = %(site)s AND s.sku = w.sku

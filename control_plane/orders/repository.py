@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from control_plane.domain import OrderLine, OrderRequest, OrderStatus
-from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, RouteAttemptRow, StockRow
+from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, RouteAttemptRow, SiteRow, StockRow
 
 LIVE_AT_DC = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value)
 
@@ -101,9 +101,13 @@ def mark_accepted(session: Session, order_id: str, site: str, dc_ref: str, now: 
     return res.rowcount == 1
 
 
+def _is_postgresql(session: Session) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 def get_order(session: Session, order_id: str, for_update: bool = False) -> OrderRow | None:
     stmt = select(OrderRow).where(OrderRow.id == order_id)
-    if for_update and session.bind is not None and session.bind.dialect.name == "postgresql":
+    if for_update and _is_postgresql(session):
         stmt = stmt.with_for_update()
     return session.scalar(stmt)
 
@@ -210,8 +214,24 @@ def _per_sku(lines: Sequence[OrderLine]) -> list[tuple[str, int]]:
     return sorted(qty.items())
 
 
+def site_open(session: Session, site: str) -> bool:
+    """Whether `site` takes orders now, read under a key-share lock of its row on PostgreSQL.
+
+    A failover locks the row FOR UPDATE before it stops routing there, which waits for every
+    placement holding this lock and makes every later one wait and read the new value: once the
+    failover's stop has committed, no placement anywhere can still commit an order at that site.
+    """
+    stmt = select(SiteRow.code).where(SiteRow.code == site, SiteRow.accepting.is_(True))
+    if _is_postgresql(session):
+        stmt = stmt.with_for_update(key_share=True)
+    return session.execute(stmt).first() is not None
+
+
 def reserve(session: Session, site: str, lines: Sequence[OrderLine]) -> bool:
-    """Reserve every line at `site`, all or nothing; False when a line lacks free units."""
+    """Reserve every line at `site`, all or nothing; False when the site stopped taking orders or a
+    line lacks free units."""
+    if not site_open(session, site):
+        return False
     conn = session.connection()
     done: list[tuple[str, int]] = []
     for sku, qty in _per_sku(lines):
@@ -246,7 +266,7 @@ def claim_due_orders(session: Session, now: datetime, limit: int) -> list[OrderR
         .order_by(OrderRow.next_attempt_at)
         .limit(limit)
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
 
@@ -294,7 +314,7 @@ def claim_due_cancels(session: Session, now: datetime, limit: int) -> list[DcCan
         .order_by(DcCancelRow.next_attempt_at)
         .limit(limit)
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
 
@@ -302,3 +322,39 @@ def claim_due_cancels(session: Session, now: datetime, limit: int) -> list[DcCan
 def cancels_owed_by(session: Session, site: str) -> list[DcCancelRow]:
     stmt = select(DcCancelRow).where(DcCancelRow.site == site, DcCancelRow.status == "pending")
     return list(session.scalars(stmt))
+
+
+def in_flight_at(
+    session: Session, site: str, limit: int | None = None
+) -> list[tuple[OrderRow, list[OrderLine], set[str]]]:
+    """Orders live at `site` (routed or accepted), each with its lines and the sites owed a cancel
+    of it; three queries however many orders (a failover reads a thousand at once)."""
+    stmt = (
+        select(OrderRow).where(OrderRow.site == site, OrderRow.status.in_(LIVE_AT_DC)).order_by(OrderRow.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = list(session.scalars(stmt))
+    ids = [r.id for r in rows]
+    lines: dict[str, list[OrderLine]] = {i: [] for i in ids}
+    avoid: dict[str, set[str]] = {i: set() for i in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for li in session.scalars(
+            select(OrderLineRow)
+            .where(OrderLineRow.order_id.in_(chunk))
+            .order_by(OrderLineRow.order_id, OrderLineRow.line_no)
+        ):
+            lines[li.order_id].append(OrderLine(li.sku, li.qty, li.unit_price))
+        for order_id, owed_site in session.execute(
+            select(DcCancelRow.order_id, DcCancelRow.site).where(
+                DcCancelRow.order_id.in_(chunk), DcCancelRow.status == "pending"
+            )
+        ):
+            avoid[order_id].add(owed_site)
+    return [(r, lines[r.id], avoid[r.id]) for r in rows]
+
+
+def live_count_at(session: Session, site: str) -> int:
+    stmt = select(func.count()).where(OrderRow.site == site, OrderRow.status.in_(LIVE_AT_DC))
+    return int(session.scalar(stmt) or 0)

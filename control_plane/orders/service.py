@@ -219,10 +219,17 @@ class OrderPipeline:
         rest: list[Candidate],
         lines: list[OrderLine],
         origin: str | None = None,
+        reposted: bool = False,
     ) -> None:
-        """Offer the order to `first`, then to each of `rest`, until a DC takes it or it is held."""
+        """Offer the order to `first`, then to each of `rest`, until a DC takes it or it is held.
+
+        `reposted`: `first` is the DC an earlier, unanswered POST went to (a dispatch lease ran out),
+        so whatever this attempt's outcome there, that DC may hold the order and is owed a cancel
+        if the order moves on.
+        """
         current: Candidate | None = first
         origin = origin or first.site
+        owed_at_first = first.site if reposted else None
         while current is not None:
             site = self._sites.site(current.site)
             result = dispatch_once(self._board, self._client, site, payload)
@@ -236,8 +243,18 @@ class OrderPipeline:
                 if site.code != origin:
                     self._metrics.orders_rerouted.labels(origin, site.code).inc()
                 return
+            needs_cancel = result.needs_cancel or site.code == owed_at_first
             failed = partial(
-                self._after_failure, trace, len(trace.attempts), order_id, site.code, result, rest, lines, now
+                self._after_failure,
+                trace,
+                len(trace.attempts),
+                order_id,
+                site.code,
+                result,
+                needs_cancel,
+                rest,
+                lines,
+                now,
             )
             current, rest = retry_on_deadlock(failed)
 
@@ -248,6 +265,7 @@ class OrderPipeline:
         order_id: str,
         site_code: str,
         result: DispatchResult,
+        needs_cancel: bool,
         rest: list[Candidate],
         lines: list[OrderLine],
         now: datetime,
@@ -261,7 +279,7 @@ class OrderPipeline:
             if row.site != site_code or row.status != OrderStatus.ROUTED.value:
                 # a failover moved it while this call was out: the mover released the reservation
                 # and owns the order now; only a copy this DC may hold is still ours to cancel
-                if result.needs_cancel:
+                if needs_cancel:
                     repo.add_cancel(s, order_id, site_code, f"left after: {result.reason}", now)
                 return None, []
             row.attempts_count += 1
@@ -332,14 +350,23 @@ class OrderPipeline:
         trace = Trace()
         with self._sessions.begin() as s:
             row = repo.get_order(s, order_id, for_update=True)
-            if row is None or row.status != status:
-                return  # someone else moved it meanwhile
+            if row is None or row.status != status or row.site != site:
+                return  # someone else moved it meanwhile (another replica, a failover)
             lines = repo.order_lines(s, order_id)
             avoid = repo.pending_cancel_sites(s, order_id)
             req = request_from_row(row, lines)
             stock = repo.available_stock(s, (li.sku for li in lines))
             decision = rank_candidates(req, sites, stock, now, self._eta, avoid=avoid)
-            if status == OrderStatus.ROUTED.value and site is not None:
+            reposted = status == OrderStatus.ROUTED.value and site is not None
+            origin: str | None = None
+            if reposted and not repo.site_open(s, site):
+                # the site stopped taking orders since (a failover that did not get to this order):
+                # the unanswered POST may have reached it, so it is owed a cancel, and the order moves
+                repo.release(s, site, lines)
+                repo.add_cancel(s, order_id, site, "left: the site stopped taking orders", now)
+                self._note(s, trace, order_id, site, "moved", f"{site} stopped taking orders", now)
+                reposted, origin = False, site
+            if reposted:
                 # a dispatch that never finished (crash, lost answer): re-post to the same DC first,
                 # it is idempotent on order_id; the reservation there is still held
                 first = Candidate(site, row.eta or now, False, 0.0)
@@ -352,10 +379,11 @@ class OrderPipeline:
                         s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
                     )
                 if first_c is None:
+                    row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
                     row.attempts_count += 1
                     row.next_attempt_at = self._held_until(now, row.attempts_count)
                     return
-                first, origin = first_c, None
+                first = first_c
                 row.status, row.site, row.eta, row.routed_at = (
                     OrderStatus.ROUTED.value,
                     first.site,
@@ -365,7 +393,9 @@ class OrderPipeline:
                 row.next_attempt_at = now + timedelta(seconds=self._cfg.dispatch_lease_s)
                 self._sites.note_routed(first.site)
         payload = order_payload(order_id, req)
-        self._dispatch_chain(trace, order_id, payload, first, rest, lines, origin=origin or first.site)
+        self._dispatch_chain(
+            trace, order_id, payload, first, rest, lines, origin=origin or first.site, reposted=reposted
+        )
 
     # --- failover: move an in-flight order to the site a failover plan chose ---
 

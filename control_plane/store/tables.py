@@ -136,6 +136,10 @@ class OrderRow(Base):
     routed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # sha256 of the request as first posted: a repeat of the key with another body is refused
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    shipped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # the DC's own time
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_orders_channel_external_id"),
         Index("ix_orders_status_next_attempt", "status", "next_attempt_at"),
@@ -272,6 +276,8 @@ class SiteChangeRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # renewed while the change works; a running change past its lease belongs to a dead process
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     __table_args__ = (
         Index(
             "uq_site_changes_one_running",
@@ -294,6 +300,7 @@ class IdempotencyKeyRow(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # method, path and body
 
 
 class HealthCheckRow(Base):

@@ -61,8 +61,7 @@ class HttpDcClient:
             "POST", "/orders", json.dumps(payload).encode(), self._read_timeout
         )
         if status in (200, 201):
-            ack = json.loads(body)
-            return DcAck(dc_ref=str(ack["dc_ref"]), status=str(ack.get("status", "accepted")))
+            return _ack(body)
         raise _unexpected(status, body)
 
     def cancel(self, site: Site, order_id: str) -> CancelOutcome:
@@ -166,6 +165,19 @@ def _still_open(conn: http.client.HTTPConnection) -> bool:
     poller = select.poll()  # not select(): it fails on descriptors past 1024
     poller.register(sock, select.POLLIN)
     return not poller.poll(0)
+
+
+def _ack(body: bytes) -> DcAck:
+    """The DC's acknowledgement; one we cannot read counts as a failed call that may have reached it,
+    so the order moves on (with a cancel owed there) instead of staying routed and re-posted."""
+    try:
+        ack = json.loads(body)
+        dc_ref = ack["dc_ref"]
+        if not isinstance(dc_ref, str | int) or not str(dc_ref):
+            raise ValueError("dc_ref")
+        return DcAck(dc_ref=str(dc_ref)[:64], status=str(ack.get("status", "accepted")))
+    except (ValueError, KeyError, TypeError):
+        raise DcUnavailable(FailureKind.BAD_ANSWER, "an acknowledgement we cannot read") from None
 
 
 def _unexpected(status: int, body: bytes) -> Exception:
