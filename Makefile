@@ -35,6 +35,7 @@ bench: venv system-deps postgres
 	$(PY) -m bench.intake
 	$(PY) -m bench.bia
 	$(PY) -m bench.monitor
+	$(PY) -m bench.failover
 
 clean:
 	rm -rf $(VENV) .drctl .pytest_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Deliver the DC cancel outbox: make sure a DC we left does not keep a copy of an order.
 
 A 404 from a DC right after a timed-out POST is not proof: the slow POST may still be running
-there. A cancel is therefore confirmed by 404 only once `settle_s` has passed since it was queued;
-until then it is asked again. A 200 (cancelled) confirms at once; a 409 (already shipped) is a
+there. A cancel is therefore confirmed by 404 only once `settle_s` has passed since it was queued
+(`failover.dispatch.proves_absent`, the rule a failover's move follows too); until then it is asked
+again. A 200 (cancelled) confirms at once; a 409 (already shipped) is a
 conflict an operator must see.
 """
 
@@ -20,7 +21,7 @@ from control_plane.orders import repository as repo
 from control_plane.store.tables import DcCancelRow
 from control_plane.world.state import SiteStateCache
 from failover.backoff import retry_delay_s
-from failover.dispatch import CancelOutcome, DcClient, DcRejected, DcUnavailable
+from failover.dispatch import CancelOutcome, DcClient, DcRejected, DcUnavailable, proves_absent
 
 log = logging.getLogger("drctl.cancels")
 
@@ -92,7 +93,8 @@ class CancelOutbox:
         now = self._clock()
         if outcome is CancelOutcome.CANCELLED:
             self._finish(order_id, site_code, "done", "cancelled at the DC")
-        elif outcome is CancelOutcome.UNKNOWN and (now - created_at).total_seconds() >= self._cfg.settle_s:
+        elif outcome is CancelOutcome.UNKNOWN and proves_absent(outcome, created_at, now, self._cfg.settle_s):
+            # the cancel was queued after the last POST that may have gone there: settle from then
             self._finish(order_id, site_code, "done", "the DC does not hold it")
         elif outcome is CancelOutcome.SHIPPED:
             log.error(
