@@ -15,7 +15,7 @@ from control_plane.alerting.incidents import AlertEvent, receive_webhook
 from control_plane.alerting.silence_rules import Matcher
 from control_plane.alerting.silences import create_silence, expire_silence, silence_json
 from control_plane.auth.deps import Ctx, Ingest, Operator, SessionDep, Viewer
-from control_plane.web.idempotency import IdempotencyKey, run_once
+from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
 
 router = APIRouter(tags=["alerting"])
 
@@ -117,7 +117,12 @@ class SilenceIn(BaseModel):
 
 @router.post("/v1/silences", status_code=201)
 def post_silence(
-    body: SilenceIn, request: Request, ctx: Ctx, who: Operator, key: IdempotencyKey = None
+    body: SilenceIn,
+    request: Request,
+    ctx: Ctx,
+    who: Operator,
+    digest: RequestHash,
+    key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Mute the built-in engine's notifications for alerts whose labels match, for a while."""
     now = ctx.clock()
@@ -131,7 +136,7 @@ def post_silence(
                 s, actor.name, matchers, starts, ends, body.comment, now, actor.idempotency_key
             )
 
-    return run_once(request, who, key, 201, create)
+    return run_once(request, who, key, 201, create, request_hash=digest)
 
 
 @router.get("/v1/silences")
@@ -147,13 +152,21 @@ def delete_silence(silence_id: str, ctx: Ctx, who: Operator) -> dict[str, Any]:
         return expire_silence(s, who.name, silence_id, ctx.clock())
 
 
+# Alertmanager's webhook is not operator input: it is machine-written, so the typo that strict
+# models guard against cannot happen, while a field a newer Alertmanager adds (as `truncatedAlerts`
+# was, within version 4) would turn every notification into a 422 — which Alertmanager does not
+# retry, so alerts would be lost after an upgrade. Every documented field is modelled; others are
+# ignored, not refused.
 class AmAlertIn(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    """One alert of Alertmanager's webhook payload."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
-    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")  # 0001-01-01T00:00:00Z while firing
+    generator_url: str = Field(default="", alias="generatorURL", max_length=10_000)
     fingerprint: str | None = Field(default=None, max_length=64)
 
     @field_validator("starts_at", "ends_at")
@@ -167,11 +180,16 @@ class AmAlertIn(BaseModel):
 class AmWebhookIn(BaseModel):
     """Alertmanager's webhook payload (version 4)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     version: str = "4"
     group_key: str = Field(default="", alias="groupKey", max_length=2000)
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
     status: Literal["firing", "resolved"]
     receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL", max_length=10_000)
     alerts: list[AmAlertIn] = Field(max_length=10_000)
 
 

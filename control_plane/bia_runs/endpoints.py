@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
 from control_plane.auth.repository import audit
 from control_plane.bia_runs.service import get_run, latest_run, params_with
 from control_plane.store.tables import BiaRunRow
-from control_plane.web.idempotency import remember, replay
+from control_plane.web.idempotency import IdempotencyKey, RequestHash, remember, replay
 
 router = APIRouter(prefix="/v1/bia", tags=["bia"])
 
 
 class BiaRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # `params` names are checked by params_with
     days: int = Field(default=28, ge=1, le=3660, description="analyse orders placed in the last N days")
     params: dict[str, Any] = Field(
         default_factory=dict, description="overrides of BiaParams, e.g. gross_margin"
@@ -59,10 +60,12 @@ def start_run(
     ctx: Ctx,
     who: Operator,
     request: Request,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    digest: RequestHash,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
+    # not run_once: the first answer carries a Location header
     if idempotency_key:
-        first = replay(ctx, who.name, idempotency_key, request)
+        first = replay(ctx, who.name, idempotency_key, request, digest)
         if first is not None:
             return first
     run_id, _ = ctx.bia.start(who.name, body.days, params_with(body.params))
@@ -80,7 +83,7 @@ def start_run(
     with ctx.sessions() as s:
         out = _out(get_run(s, run_id), with_result=False).model_dump(mode="json")
     if idempotency_key:
-        remember(ctx, who.name, idempotency_key, request, 202, out)
+        remember(ctx, who.name, idempotency_key, request, 202, out, digest)
     return JSONResponse(out, status_code=202, headers={"Location": f"/v1/bia/runs/{run_id}"})
 
 

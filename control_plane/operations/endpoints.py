@@ -6,16 +6,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.auth.deps import Admin, Ctx, Operator, SessionDep, Viewer
 from control_plane.operations import repository as incident_repo
-from control_plane.web.idempotency import IdempotencyKey, run_once
+from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
 
 router = APIRouter(tags=["operations"])
 
 
 class FailoverIn(BaseModel):
+    # a typo must not fall back to a default: `dryrun` would otherwise be a real failover
+    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=2000)
     targets: list[str] | None = Field(default=None, description="sites moved orders may go to; default: any")
     dry_run: bool = False
@@ -23,6 +26,7 @@ class FailoverIn(BaseModel):
 
 
 class FailbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=2000)
     dry_run: bool = False
     force: bool = False
@@ -33,8 +37,14 @@ class FailbackIn(BaseModel):
 
 @router.post("/v1/sites/{code}/failover", responses={409: {"description": "refused by a safety rule"}})
 def failover(
-    code: str, body: FailoverIn, request: Request, ctx: Ctx, who: Operator, key: IdempotencyKey = None
-):  # type: ignore[no-untyped-def]
+    code: str,
+    body: FailoverIn,
+    request: Request,
+    ctx: Ctx,
+    who: Operator,
+    digest: RequestHash,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     ops = request.app.state.operations
     return run_once(
         request,
@@ -42,13 +52,20 @@ def failover(
         key,
         200,
         lambda actor: ops.failover(actor, code, body.reason, body.targets, body.dry_run, body.force),
+        request_hash=digest,
     )
 
 
 @router.post("/v1/sites/{code}/failback", responses={409: {"description": "refused by a safety rule"}})
 def failback(
-    code: str, body: FailbackIn, request: Request, ctx: Ctx, who: Operator, key: IdempotencyKey = None
-):  # type: ignore[no-untyped-def]
+    code: str,
+    body: FailbackIn,
+    request: Request,
+    ctx: Ctx,
+    who: Operator,
+    digest: RequestHash,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
     ops = request.app.state.operations
     return run_once(
         request,
@@ -56,6 +73,7 @@ def failback(
         key,
         200,
         lambda actor: ops.failback(actor, code, body.reason, body.dry_run, body.force, body.ramp_s),
+        request_hash=digest,
     )
 
 
