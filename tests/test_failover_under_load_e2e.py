@@ -99,8 +99,19 @@ def reconcile_live(url: str, sim: SimProcess, world: World, ignore_victim: bool)
     """Every order the store has is held, or live in exactly the one ledger the store names.
 
     `ignore_victim`: the failed site is unreachable, so its ledger may still hold the copies whose
-    cancels are owed (checked separately, after failback).
+    cancels are owed (checked separately, after failback). The store and the ledgers are read one
+    after the other while held orders are still retried, so an order may move in between: the check
+    is repeated (bounded) until it holds; a real loss or duplicate never goes away.
     """
+    for _ in range(20):
+        try:
+            return _reconcile_once(url, sim, world, ignore_victim)
+        except AssertionError:
+            time.sleep(0.5)
+    return _reconcile_once(url, sim, world, ignore_victim)
+
+
+def _reconcile_once(url: str, sim: SimProcess, world: World, ignore_victim: bool) -> Counter[str]:
     orders, _ = store_view(url)
     holders: dict[str, list[str]] = {}
     for site in world.sites:

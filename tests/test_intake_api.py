@@ -165,9 +165,36 @@ def test_idempotency_key_on_intake_replays_the_first_answer(
 ) -> None:
     client, tokens, factory = api
     headers = {"Authorization": f"Bearer {tokens['ingest']}", "Idempotency-Key": "batch-7-line-1"}
-    first = client.post("/v1/orders", json=factory.order(), headers=headers)
-    # a client retrying with the same key but a regenerated body still gets the first answer
-    again = client.post("/v1/orders", json=factory.order(), headers=headers)
+    body = factory.order()
+    first = client.post("/v1/orders", json=body, headers=headers)
+    # a client retrying the same request with the same key gets the first answer
+    again = client.post("/v1/orders", json=body, headers=headers)
     assert again.json()["id"] == first.json()["id"] and again.status_code == first.status_code
     assert again.headers["Idempotent-Replay"] == "true"
+    # the key reused for another order is refused, naming the key; the other order is not taken
+    other = client.post("/v1/orders", json=factory.order(), headers=headers)
+    assert other.status_code == 422, other.text
+    assert "batch-7-line-1" in other.json()["detail"]
     assert row_counts(db_url)[0] == 1
+
+
+def test_same_order_key_with_another_body_is_a_409_naming_the_key(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, factory = api
+    auth = {"Authorization": f"Bearer {tokens['ingest']}"}
+    body = factory.order()
+    first = client.post("/v1/orders", json=body, headers=auth)
+    assert first.status_code in (201, 202), first.text
+    # the same body again: the first order, nothing new
+    same = client.post("/v1/orders", json=body, headers=auth)
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+    # another body under the same (channel, external_id): refused, not silently dropped
+    changed = with_change(body, ("lines", 0, "qty"), body["lines"][0]["qty"] + 1)
+    clash = client.post("/v1/orders", json=changed, headers=auth)
+    assert clash.status_code == 409, clash.text
+    problem = clash.json()
+    assert problem["rule"] == "order_key_reused" and body["external_id"] in problem["detail"]
+    assert row_counts(db_url)[0] == 1
+    kept = client.get(f"/v1/orders/{first.json()['id']}", headers=auth).json()
+    assert kept["lines"][0]["qty"] == body["lines"][0]["qty"]

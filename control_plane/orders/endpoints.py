@@ -17,7 +17,7 @@ from control_plane.orders.schemas import AttemptOut, LineOut, OrderIn, OrderOut,
 from control_plane.orders.service import Trace
 from control_plane.orders.validate import check_against_world
 from control_plane.store.tables import OrderRow
-from control_plane.web.idempotency import remember, replay
+from control_plane.web.idempotency import RequestHash, remember, replay
 
 if TYPE_CHECKING:
     from control_plane.context import AppContext  # the type only: the context is built above every area
@@ -89,6 +89,7 @@ def _from_trace(order_id: str, req: OrderRequest, trace: Trace) -> OrderOut:
     response_model=OrderOut,
     responses={
         200: {"description": "a repeat of an order already taken: its current state, nothing dispatched"},
+        409: {"description": "(channel, external_id) already taken with another body (problem+json)"},
         202: {"description": "stored and held: no DC can take it now; it is retried"},
         413: {"description": "body over the size limit"},
         422: {"description": "invalid order (problem+json naming the field)"},
@@ -99,29 +100,34 @@ async def post_order(
     ctx: Ctx,
     who: Ingest,
     request: Request,
+    digest: RequestHash,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
     # async, so that the whole order costs one hop to a worker thread (a sync handler would add
     # one per dependency); the pipeline blocks on the database and the DC, so it runs there
     if idempotency_key:
-        return await run_in_threadpool(_take_order_once, ctx, body, who.name, idempotency_key, request)
-    return await run_in_threadpool(_take_order, ctx, body)
+        return await run_in_threadpool(
+            _take_order_once, ctx, body, who.name, idempotency_key, request, digest
+        )
+    return await run_in_threadpool(_take_order, ctx, body, digest)
 
 
-def _take_order_once(ctx: AppContext, body: OrderIn, actor: str, key: str, request: Request) -> Response:
+def _take_order_once(
+    ctx: AppContext, body: OrderIn, actor: str, key: str, request: Request, digest: str
+) -> Response:
     """With an Idempotency-Key, a repeat gets the first answer (on top of channel + external_id)."""
-    first = replay(ctx, actor, key, request)
+    first = replay(ctx, actor, key, request, digest)
     if first is not None:
         return first
-    resp = _take_order(ctx, body)
-    remember(ctx, actor, key, request, resp.status_code, json.loads(resp.body))
+    resp = _take_order(ctx, body, digest)
+    remember(ctx, actor, key, request, resp.status_code, json.loads(resp.body), digest)
     return resp
 
 
-def _take_order(ctx: AppContext, body: OrderIn) -> Response:
+def _take_order(ctx: AppContext, body: OrderIn, digest: str) -> Response:
     req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
     check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
-    result = ctx.pipeline.submit(req)
+    result = ctx.pipeline.submit(req, digest)
     if result.trace is not None:
         out = _from_trace(result.order_id, req, result.trace)
     else:

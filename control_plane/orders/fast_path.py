@@ -59,6 +59,7 @@ class NewOrder:
     req: OrderRequest
     now: datetime
     next_attempt_at: datetime  # the dispatch lease when routed, the first retry when held
+    request_hash: str | None = None  # of the body as posted: a repeat with another body is refused
 
 
 LATE_ACCEPT = "accepted after the order had moved on"
@@ -77,7 +78,15 @@ class _SessionIntake:
         if not reserve(self._s, site, order.req.lines):
             return False
         insert_order(
-            self._s, order.id, order.req, OrderStatus.ROUTED, site, eta, order.now, order.next_attempt_at
+            self._s,
+            order.id,
+            order.req,
+            OrderStatus.ROUTED,
+            site,
+            eta,
+            order.now,
+            order.next_attempt_at,
+            request_hash=order.request_hash,
         )
         for note in lost:
             add_attempt(self._s, order.id, note)
@@ -85,7 +94,16 @@ class _SessionIntake:
 
     def hold(self, order: NewOrder, notes: Sequence[Attempt]) -> None:
         insert_order(
-            self._s, order.id, order.req, OrderStatus.HELD, None, None, order.now, order.next_attempt_at, 1
+            self._s,
+            order.id,
+            order.req,
+            OrderStatus.HELD,
+            None,
+            None,
+            order.now,
+            order.next_attempt_at,
+            1,
+            order.request_hash,
         )
         for note in notes:
             add_attempt(self._s, order.id, note)
@@ -222,7 +240,9 @@ def _new_order_json(
     notes: Sequence[Attempt],
 ) -> dict[str, str]:
     req = order.req
-    values = order_values(order.id, req, status, site, eta, order.now, order.next_attempt_at, attempts_count)
+    values = order_values(
+        order.id, req, status, site, eta, order.now, order.next_attempt_at, attempts_count, order.request_hash
+    )
     lines = [
         {"line_no": i, "sku": li.sku, "qty": li.qty, "unit_price": li.unit_price}
         for i, li in enumerate(req.lines)

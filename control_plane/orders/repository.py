@@ -87,6 +87,16 @@ def find_by_key(session: Session, channel: str, external_id: str) -> OrderRow | 
     )
 
 
+def key_owner(session: Session, channel: str, external_id: str) -> tuple[str, str | None] | None:
+    """The order holding (channel, external_id), with the hash of the request that created it."""
+    row = session.execute(
+        select(OrderRow.id, OrderRow.request_hash).where(
+            OrderRow.channel == channel, OrderRow.external_id == external_id
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 def find_id_by_key(session: Session, channel: str, external_id: str) -> str | None:
     return (
         session.connection().execute(_FIND_ID, {"p_channel": channel, "p_external_id": external_id}).scalar()
@@ -121,8 +131,10 @@ def order_values(
     now: datetime,
     next_attempt_at: datetime | None,
     attempts_count: int,
+    request_hash: str | None = None,
 ) -> dict[str, Any]:
     return {
+        "request_hash": request_hash,
         "id": order_id,
         "channel": req.channel,
         "external_id": req.external_id,
@@ -161,9 +173,12 @@ def insert_order(
     now: datetime,
     next_attempt_at: datetime | None,
     attempts_count: int = 0,
+    request_hash: str | None = None,
 ) -> None:
     conn = session.connection()
-    values = order_values(order_id, req, status, site, eta, now, next_attempt_at, attempts_count)
+    values = order_values(
+        order_id, req, status, site, eta, now, next_attempt_at, attempts_count, request_hash
+    )
     conn.execute(_INSERT_ORDER, values)
     conn.execute(
         _INSERT_LINES,

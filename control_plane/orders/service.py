@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_plane.domain import (
     AttemptOutcome,
     BreakerState,
+    Conflict,
     Customer,
     OrderLine,
     OrderRequest,
@@ -120,8 +121,12 @@ class OrderPipeline:
 
     # --- intake ---
 
-    def submit(self, req: OrderRequest) -> SubmitResult:
-        """Store, route and dispatch one order; a repeat of (channel, external_id) does nothing."""
+    def submit(self, req: OrderRequest, request_hash: str | None = None) -> SubmitResult:
+        """Store, route and dispatch one order; a repeat of (channel, external_id) does nothing.
+
+        A repeat whose body differs from the first post's (`request_hash`) is refused with Conflict:
+        answering with the first order would silently drop the second one's content.
+        """
         order_id = str(uuid.uuid4())
         now = self._clock()
         # the snapshot may refresh from the database: take it before our transaction, since on
@@ -130,15 +135,23 @@ class OrderPipeline:
         trace = Trace()
         try:
             with self._metrics.routing_seconds.time(), self._intake.unit() as unit:
-                first, rest = self._route_new(unit, trace, order_id, req, sites, now)
+                first, rest = self._route_new(unit, trace, order_id, req, sites, now, request_hash)
         except IntegrityError:
             # the unique key (channel, external_id) refused a repeat, or a race with the first
             # post of it: nothing was written; answer with that first order. Not looked up
             # beforehand, since repeats are rare and the lookup would cost every order a statement.
             with self._sessions() as s:
-                winner = repo.find_id_by_key(s, req.channel, req.external_id)
-            if winner is None:
+                owner = repo.key_owner(s, req.channel, req.external_id)
+            if owner is None:
                 raise
+            winner, first_hash = owner
+            if request_hash and first_hash and first_hash != request_hash:
+                raise Conflict(
+                    f"order {req.external_id!r} of channel {req.channel!r} was already taken with "
+                    "another body; nothing was changed",
+                    rule="order_key_reused",
+                    details={"channel": req.channel, "external_id": req.external_id, "order_id": winner},
+                ) from None
             return SubmitResult(winner, created=False)
         self._metrics.orders_received.labels(req.channel).inc()
         if first is not None:
@@ -154,11 +167,12 @@ class OrderPipeline:
         req: OrderRequest,
         sites: list[SiteState],
         now: datetime,
+        request_hash: str | None = None,
     ) -> tuple[Candidate | None, list[Candidate]]:
         stock = unit.available_stock(li.sku for li in req.lines)
         decision = rank_candidates(req, sites, stock, now, self._eta)
         lease = now + timedelta(seconds=self._cfg.dispatch_lease_s)
-        order = intake.NewOrder(order_id, req, now, lease)
+        order = intake.NewOrder(order_id, req, now, lease, request_hash)
         lost: list[repo.Attempt] = []
         for i, cand in enumerate(decision.candidates):
             if unit.place(order, cand.site, cand.eta, lost):
@@ -172,7 +186,7 @@ class OrderPipeline:
                 )
             )
         held = repo.Attempt(now, None, "held", f"no DC can take it: {decision.summary()}")
-        unit.hold(intake.NewOrder(order_id, req, now, self._held_until(now, 1)), [held, *lost])
+        unit.hold(intake.NewOrder(order_id, req, now, self._held_until(now, 1), request_hash), [held, *lost])
         trace.status = OrderStatus.HELD
         trace.attempts.extend([held, *lost])
         return None, []
