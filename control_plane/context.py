@@ -125,6 +125,7 @@ def build_context(
         sessions,
         sites,
         client,
+        board,
         CancelConfig(
             settle_s=settings.cancel_settle_s,
             timeout_s=settings.dc_cancel_timeout_s,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -157,28 +157,6 @@ def add_deliveries(session: Session, note: Notification, channels: Iterable[str]
                 next_attempt_at=now,
             )
         )
-
-
-def claim_due_deliveries(
-    session: Session, channel: str, now: datetime, lease_s: float, limit: int
-) -> list[AlertDeliveryRow]:
-    """`channel`'s pending deliveries due now, leased for `lease_s` so a crash mid-send retries them."""
-    rows = list(
-        session.scalars(
-            select(AlertDeliveryRow)
-            .where(
-                AlertDeliveryRow.channel == channel,
-                AlertDeliveryRow.status == "pending",
-                AlertDeliveryRow.next_attempt_at <= now,
-            )
-            .order_by(AlertDeliveryRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    for row in rows:
-        row.next_attempt_at = now + timedelta(seconds=lease_s)
-    return rows
 
 
 def list_deliveries(

@@ -322,18 +322,6 @@ def pending_cancel_sites(session: Session, order_id: str) -> set[str]:
     return set(session.scalars(stmt))
 
 
-def claim_due_cancels(session: Session, now: datetime, limit: int) -> list[DcCancelRow]:
-    stmt = (
-        select(DcCancelRow)
-        .where(DcCancelRow.status == "pending", DcCancelRow.next_attempt_at <= now)
-        .order_by(DcCancelRow.next_attempt_at)
-        .limit(limit)
-    )
-    if _is_postgresql(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
-
-
 def cancels_owed_by(session: Session, site: str) -> list[DcCancelRow]:
     stmt = select(DcCancelRow).where(DcCancelRow.site == site, DcCancelRow.status == "pending")
     return list(session.scalars(stmt))
