@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.domain import OrderStatus, Site, SiteState
 from control_plane.orders import repository as order_repo
-from control_plane.orders.service import OrderPipeline, request_from_row
+from control_plane.orders.service import OrderPipeline
 from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard
 from failover.dispatch import CancelOutcome, DcClient, cancel_once, proves_absent
@@ -119,7 +119,7 @@ class SiteMover:
         with self._sessions() as s:
             return [
                 InFlightOrder.from_request(
-                    row.id, code, OrderStatus(row.status), request_from_row(row, lines), avoid
+                    row.id, code, OrderStatus(row.status), order_repo.request_from_row(row, lines), avoid
                 )
                 for row, lines, avoid in order_repo.in_flight_at(s, code)
             ]

@@ -182,6 +182,30 @@ def last_change(session: Session, site: str, kind: str) -> SiteChangeRow | None:
     return session.scalar(stmt)
 
 
+def switch_routing(session: Session, code: str, accepting: bool, now: datetime, ramp_s: float = 0.0) -> None:
+    """Take the site out of routing, or put it back (ramping from 10 % over `ramp_s` when > 0).
+
+    The row is locked FOR UPDATE first: see `site_row`.
+    """
+    row = site_row(session, code, lock=True)
+    if row is None:
+        raise NotFound(f"no site {code!r}")
+    row.accepting, row.updated_at = accepting, now
+    if accepting:
+        row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
+
+
+def count_moves(session: Session, incident_id: int, moved: int, held: int, now: datetime) -> None:
+    """Add a failover's moved and held orders to its incident, mitigated from the first move on."""
+    incident = session.get(IncidentRow, incident_id)
+    if incident is None:
+        return
+    incident.orders_rerouted += moved
+    incident.orders_held += held
+    if incident.mitigated_at is None:
+        incident.mitigated_at, incident.status = now, "mitigated"
+
+
 def site_row(session: Session, code: str, lock: bool = False) -> SiteRow | None:
     """The site's row; `lock` takes it FOR UPDATE on PostgreSQL, which waits for every placement
     holding its key-share lock (orders.repository.site_open) and holds later ones back."""

@@ -27,7 +27,7 @@ from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
 from control_plane.operations.moves import MoveReport, SiteMover
 from control_plane.orders import repository as order_repo
-from control_plane.store.tables import IncidentRow, OrderRow
+from control_plane.store.tables import OrderRow
 from failover.dispatch import DcUnavailable
 from failover.plan import plan_failover
 from failover.safety import (
@@ -203,9 +203,7 @@ class SiteOperations:
         its cached state says, and the move's reading of the site catches every order there.
         """
         with self._ctx.sessions.begin() as s:
-            row = incident_repo.site_row(s, code, lock=True)
-            assert row is not None
-            row.accepting, row.updated_at = False, now
+            incident_repo.switch_routing(s, code, False, now)
             incident = incident_repo.ensure_open_incident(
                 s, "site_outage", code, trigger, f"{code} failed over: {reason}", now, in_flight
             )
@@ -222,13 +220,7 @@ class SiteOperations:
     def _record_moves(self, incident_id: int, report: MoveReport) -> None:
         now = self._ctx.clock()
         with self._ctx.sessions.begin() as s:
-            incident = s.get(IncidentRow, incident_id)
-            if incident is None:
-                return
-            incident.orders_rerouted += report.moved
-            incident.orders_held += report.held
-            if incident.mitigated_at is None:
-                incident.mitigated_at, incident.status = now, "mitigated"
+            incident_repo.count_moves(s, incident_id, report.moved, report.held, now)
             message = f"{report.moved} moved, {report.held} held, {report.live_left} left"
             incident_repo.add_event(s, incident_id, now, "orders_moved", message, report.to_json_dict())
 
@@ -273,17 +265,10 @@ class SiteOperations:
         now = ctx.clock()
         try:
             with ctx.sessions.begin() as s:
-                row = incident_repo.site_row(s, code, lock=True)
-                assert row is not None
-                row.accepting, row.updated_at = True, now
-                # a ramp brings the site back from 10 % to 100 % of its orders instead of all at once
-                row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
+                incident_repo.switch_routing(s, code, True, now, ramp_s)
                 incident = incident_repo.open_incident_for(s, code)
                 if incident is not None:
-                    incident.status, incident.resolved_at = "resolved", now
-                    incident_repo.add_event(
-                        s, incident.id, now, "failback", f"routing to {code} reopened by {actor.name}"
-                    )
+                    incident_repo.resolve(s, incident, now, f"routing to {code} reopened by {actor.name}")
                 _audit_routing_change(s, actor, code, "failback", True, overridden, reason, now)
         except BaseException as exc:
             self._end_change(change_id, "failed", {"error": type(exc).__name__})

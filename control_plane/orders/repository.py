@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from control_plane.domain import OrderLine, OrderRequest, OrderStatus
+from control_plane.domain import Customer, OrderLine, OrderRequest, OrderStatus, ShipTo
 from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, RouteAttemptRow, SiteRow, StockRow
 
 LIVE_AT_DC = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value)
@@ -267,8 +267,9 @@ def _release(session: Session, site: str, per_sku: Sequence[tuple[str, int]]) ->
         conn.execute(_RELEASE, {"p_site": site, "p_sku": sku, "p_qty": qty})
 
 
-def claim_due_orders(session: Session, now: datetime, limit: int) -> list[OrderRow]:
-    """Held orders, and routed ones whose dispatch lease ran out, due for another try.
+def claim_due_orders(session: Session, now: datetime, limit: int, lease_until: datetime) -> list[OrderRow]:
+    """Held orders, and routed ones whose dispatch lease ran out, due for another try; leased until
+    `lease_until` so other replicas skip them meanwhile.
 
     On PostgreSQL the rows are locked with SKIP LOCKED so replicas never claim the same order.
     """
@@ -283,7 +284,10 @@ def claim_due_orders(session: Session, now: datetime, limit: int) -> list[OrderR
     )
     if _is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
+    rows = list(session.scalars(stmt))
+    for r in rows:
+        r.next_attempt_at = lease_until
+    return rows
 
 
 def held_count(session: Session) -> int:
@@ -361,3 +365,48 @@ def in_flight_at(
 def live_count_at(session: Session, site: str) -> int:
     stmt = select(func.count()).where(OrderRow.site == site, OrderRow.status.in_(LIVE_AT_DC))
     return int(session.scalar(stmt) or 0)
+
+
+# --- the order's state transitions, on a row the caller has locked (get_order(for_update=True)) ---
+
+
+def route_to(row: OrderRow, site: str, eta: datetime, now: datetime, lease_until: datetime) -> None:
+    """Routed to `site` (its stock already reserved); the retry loop re-posts after `lease_until`."""
+    row.status, row.site, row.eta, row.dc_ref = OrderStatus.ROUTED.value, site, eta, None
+    row.routed_at, row.next_attempt_at, row.updated_at = now, lease_until, now
+
+
+def hold(row: OrderRow, now: datetime, next_attempt_at: datetime) -> None:
+    """No DC can take it now: kept, with no site, retried from `next_attempt_at`."""
+    row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
+    row.next_attempt_at, row.updated_at = next_attempt_at, now
+
+
+def count_attempt(row: OrderRow, now: datetime) -> int:
+    row.attempts_count += 1
+    row.updated_at = now
+    return row.attempts_count
+
+
+def postpone(row: OrderRow, next_attempt_at: datetime) -> None:
+    row.next_attempt_at = next_attempt_at
+
+
+def request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
+    """The order as routing and the DC payload read it."""
+    return OrderRequest(
+        channel=row.channel,
+        external_id=row.external_id,
+        customer=Customer(
+            row.customer_id,
+            row.customer_name,
+            row.customer_email,
+            row.customer_phone,
+            row.customer_locale,
+            row.notify_via,
+        ),
+        ship_to=ShipTo(row.ship_region, row.ship_postal_code, row.ship_lat, row.ship_lon),
+        lines=tuple(lines),
+        placed_at=row.placed_at,
+        promised_by=row.promised_by,
+    )
