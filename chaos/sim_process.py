@@ -107,6 +107,11 @@ class SimProcess:
     def reset(self) -> None:
         self._http.post("/_sim/reset").raise_for_status()
 
+    @property
+    def pid(self) -> int:
+        """The simulator process's pid (a watchdog of its parent ends it should the parent die)."""
+        return self._proc.pid
+
     def stop(self) -> None:
         self._http.close()
         if self._proc.poll() is None:

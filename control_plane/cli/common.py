@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from control_plane.cli.errors import Unreachable, from_api_answer
 from control_plane.domain import InvalidInput
 from control_plane.settings import Settings
 
@@ -35,7 +37,11 @@ def redact(url: str) -> str:
 def call_api(
     url: str, token: str | None, method: str, path: str, body: dict[str, object] | None = None
 ) -> object:
-    """Call the control plane's HTTP API as any client would; problems become one-line errors."""
+    """Call the control plane's HTTP API as any client would; problems become one-line errors.
+
+    The exit each answer becomes is decided in `errors` (409 refused: 1, other 4xx: 2, 5xx and an
+    unreachable control plane: 1).
+    """
     import httpx
 
     if not token:
@@ -45,12 +51,21 @@ def call_api(
             method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=600,
             trust_env=False,
         )  # fmt: skip
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+        raise InvalidInput(f"--url must look like http://HOST:PORT, got {url!r}") from None
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise Unreachable(
+            f"cannot reach the control plane at {url} ({type(exc).__name__}): nothing was changed"
+        ) from None
     except httpx.HTTPError as exc:
-        raise InvalidInput(f"cannot reach the control plane at {url}: {type(exc).__name__}") from None
+        outcome = "" if method == "GET" else "; the change may or may not have been made: check drctl status"
+        raise Unreachable(f"the control plane at {url} broke off ({type(exc).__name__}){outcome}") from None
     if resp.status_code >= 400:
-        problem = resp.json() if resp.headers.get("content-type", "").endswith("json") else {}
-        rule = f" [rule {problem['rule']}]" if problem.get("rule") else ""
-        raise InvalidInput(f"{resp.status_code} {problem.get('detail', resp.text[:200])}{rule}")
+        problem: object = {}
+        if resp.headers.get("content-type", "").endswith("json"):
+            with contextlib.suppress(ValueError):
+                problem = resp.json()
+        raise from_api_answer(resp.status_code, problem if isinstance(problem, dict) else {}, resp.text[:200])
     return resp.json()
 
 

@@ -37,7 +37,12 @@ def failover(
     token: TOKEN = None,
     as_json: JSON = False,
 ) -> None:
-    """Stop routing to a site and move its in-flight orders to backups (safety rules apply)."""
+    """Stop routing to a site and move its in-flight orders to backups (safety rules apply).
+
+    Exit 0 done; 1 refused by a safety rule (named with its numbers; --force with a --reason
+    overrides, audited), failed, or the control plane cannot be reached (nothing changed: retry
+    when it is back); 2 a bad option, an unknown site or input the API rejects (nothing changed).
+    """
     body = {"reason": reason, "dry_run": dry_run, "force": force, "targets": to or None}
     answer = call_api(url, token, "POST", f"/v1/sites/{site}/failover", body)
     if as_json:
@@ -57,19 +62,25 @@ def failback(
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     force: Annotated[bool, typer.Option(help="override refusing safety rules (audited)")] = False,
     ramp: Annotated[
-        float, typer.Option(help="seconds to ramp from 10% to 100% of its orders (0: at once)")
+        float,
+        typer.Option(min=0, max=86_400, help="seconds to ramp from 10% to 100% of its orders (0: at once)"),
     ] = 0,
     url: URL = "http://127.0.0.1:8000",
     token: TOKEN = None,
     as_json: JSON = False,
 ) -> None:
-    """Cancel at the site what was moved away, then reopen routing to it."""
+    """Cancel at the site what was moved away, then reopen routing to it (--ramp: gradually).
+
+    Exit 0 done; 1 refused by a safety rule (named with its numbers; --force with a --reason
+    overrides, audited), failed, or the control plane cannot be reached (nothing changed: retry
+    when it is back); 2 a bad option, an unknown site or input the API rejects (nothing changed).
+    """
     answer = call_api(
         url,
         token,
         "POST",
         f"/v1/sites/{site}/failback",
-        {"reason": reason, "dry_run": dry_run, "force": force},
+        {"reason": reason, "dry_run": dry_run, "force": force, "ramp_s": ramp},
     )
     if as_json:
         print_json(answer)
@@ -77,6 +88,8 @@ def failback(
     assert isinstance(answer, dict)
     print_rules(answer["rules"])
     out.print(f"health now: {answer['health_now']}; cancels owed there: {answer['cancel_pending']}")
+    if not dry_run and answer.get("ramp_s"):
+        out.print(f"ramping: 10% of its orders now, 100% in {answer['ramp_s']:g} s")
 
 
 def status(
@@ -84,7 +97,10 @@ def status(
     token: Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="a viewer token")] = None,
     as_json: JSON = False,
 ) -> None:
-    """Show every site: accepting, health, breaker, load."""
+    """Show every site: accepting, health, breaker, load.
+
+    Exit 0 shown; 1 the control plane cannot be reached; 2 a bad option or token.
+    """
     sites = call_api(url, token, "GET", "/v1/sites")
     assert isinstance(sites, list)
     if as_json:
