@@ -24,6 +24,7 @@ from control_plane.operations.auto_failover import AutoFailover
 from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.operations.service import SiteOperations
 from control_plane.orders import endpoints as orders
+from control_plane.orders import lifecycle_endpoints
 from control_plane.schedule import build_prober, build_scheduler
 from control_plane.settings import Settings
 from control_plane.web import problems
@@ -103,6 +104,7 @@ def create_app(
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)
+    app.include_router(lifecycle_endpoints.router)
     app.include_router(sites.router)
     app.include_router(bia.router)
     app.include_router(operations.router)

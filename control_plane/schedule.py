@@ -16,7 +16,8 @@ from control_plane.monitoring.health import ProbePolicy
 from control_plane.monitoring.jobs import Prober
 from control_plane.monitoring.leader import lock_for
 from control_plane.monitoring.probes import HttpProbe
-from control_plane.monitoring.scheduler import Intervals, LeaderScheduler
+from control_plane.monitoring.scheduler import Intervals, LeaderJob, LeaderScheduler
+from control_plane.orders.lifecycle_jobs import build_poller
 from control_plane.settings import Settings
 from failover.breakers import BreakerBoard, BreakerPolicy
 
@@ -139,7 +140,11 @@ def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
         delivery_s=s.alert_delivery_interval_s,
         leader_poll_s=s.leader_poll_s,
     )
-    return LeaderScheduler(lock_for(s.database_url), intervals, prober, evaluator, delivery, ctx.metrics)
+    poller = build_poller(ctx)
+    jobs = [LeaderJob("poll-dcs", poller.poll_due, s.dc_poll_interval_s, poller.close)]
+    return LeaderScheduler(
+        lock_for(s.database_url), intervals, prober, evaluator, delivery, ctx.metrics, jobs
+    )
 
 
 def build_prober(ctx: AppContext) -> Prober:

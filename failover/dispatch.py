@@ -111,9 +111,15 @@ def dispatch_once(
     return DispatchResult(site.code, AttemptOutcome.ACCEPTED, reason, elapsed * 1000, ack.dc_ref)
 
 
+def cancel_breaker(site_code: str) -> str:
+    """The breaker of a DC's cancel calls: their own, since a cancel's longer timeout lets it succeed
+    where order calls time out, and its successes must not reset the order breaker's failure count."""
+    return f"cancel:{site_code}"
+
+
 def cancel_once(board: BreakerBoard, client: DcClient, site: Site, order_id: str) -> CancelOutcome | None:
-    """Ask `site` to cancel through its breaker; None when it did not answer or its breaker is open."""
-    breaker = board.get(site.code)
+    """Ask `site` to cancel through its cancel breaker; None when it did not answer or that is open."""
+    breaker = board.get(cancel_breaker(site.code))
     try:
         admission = breaker.admit()
     except BreakerOpen:

@@ -38,6 +38,7 @@ from control_plane.store.tables import AlertDeliveryRow, DcCancelRow
 from control_plane.store.wms_client import HttpDcClient
 from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard, BreakerPolicy
+from failover.dispatch import cancel_breaker
 
 from harness import prepare_database, start_simulator, write_test_world
 from servers import webhook_receiver
@@ -134,7 +135,17 @@ def _cancel_subject(sessions: Any, clock: Clock, board: BreakerBoard, world: Any
         return OutboxWorker("dc-cancels", sessions, CANCELS, sender, board, policy, clock)
 
     return Subject(
-        sessions, clock, board, SITE, outbox.process_due, enqueue, fail, received, rows, second, "done"
+        sessions,
+        clock,
+        board,
+        cancel_breaker(SITE),
+        outbox.process_due,
+        enqueue,
+        fail,
+        received,
+        rows,
+        second,
+        "done",
     )
 
 

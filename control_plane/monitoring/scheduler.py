@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -51,6 +51,16 @@ class Delivery(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderJob:
+    """Other periodic work only the leader runs (e.g. polling DCs that cannot call out)."""
+
+    name: str
+    run: Callable[[Callable[[], bool]], object]  # handed `leading`, to check before each step
+    interval_s: float
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True, slots=True)
 class Intervals:
     probe_s: float
     alert_s: float
@@ -67,8 +77,10 @@ class LeaderScheduler:
         evaluator: Evaluator | None,
         delivery: Delivery,
         metrics: Metrics,
+        jobs: Sequence[LeaderJob] = (),
     ) -> None:
         self._intervals = intervals
+        self._jobs = tuple(j for j in jobs if j.interval_s > 0)
         self._prober = prober
         self._evaluator = evaluator
         self._delivery = delivery
@@ -99,6 +111,8 @@ class LeaderScheduler:
         self._election.release()
         self._delivery.close()
         self._prober.close()
+        for job in self._jobs:
+            job.close()
 
     def status(self) -> dict[str, Any]:
         jobs = [
@@ -119,6 +133,8 @@ class LeaderScheduler:
             self._add("evaluate-alerts", self._evaluator.tick, iv.alert_s)
         for channel in self._delivery.channel_names:
             self._add(f"deliver:{channel}", self._deliver, iv.delivery_s, args=[channel])
+        for job in self._jobs:
+            self._add(job.name, job.run, job.interval_s, args=[self._leading.is_set])
         self._sched.resume()
         self._metrics.scheduler_leader.set(1)
 

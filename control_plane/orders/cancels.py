@@ -1,11 +1,12 @@
 """The DC cancel outbox: make sure a DC we left does not keep a copy of an order.
 
 Rows of `dc_cancels` go through the shared outbox worker (`store.outbox`), lane = the DC, behind
-the DC's own breaker. A 404 from a DC right after a timed-out POST is not proof: the slow POST may
-still be running there. A cancel is therefore confirmed by 404 only once `settle_s` has passed
-since it was queued (`failover.dispatch.proves_absent`, the rule a failover's move follows too);
-until then it is asked again. A 200 (cancelled) confirms at once; a 409 (already shipped) is a
-conflict an operator must see. A cancel is never given up: the DC keeps being asked.
+the breaker of that DC's cancel calls (`failover.dispatch.cancel_breaker`). A 404 from a DC right
+after a timed-out POST is not proof: the slow POST may still be running there. A cancel is
+therefore confirmed by 404 only once `settle_s` has passed since it was queued
+(`failover.dispatch.proves_absent`, the rule a failover's move follows too); until then it is asked
+again. A 200 (cancelled) confirms at once; a 409 (already shipped) is a conflict an operator must
+see. A cancel is never given up: the DC keeps being asked.
 """
 
 from __future__ import annotations
@@ -31,12 +32,19 @@ from control_plane.store.outbox import (
 from control_plane.store.tables import DcCancelRow
 from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard
-from failover.dispatch import CancelOutcome, DcClient, DcRejected, DcUnavailable, proves_absent
+from failover.dispatch import (
+    CancelOutcome,
+    DcClient,
+    DcRejected,
+    DcUnavailable,
+    cancel_breaker,
+    proves_absent,
+)
 
 log = logging.getLogger("drctl.cancels")
 
 CANCELS: OutboxTable[None] = OutboxTable(
-    row=DcCancelRow, lane="site", done_at="done_at", payload=lambda row: None
+    row=DcCancelRow, lane="site", done_at="done_at", payload=lambda row: None, breaker_name=cancel_breaker
 )
 
 

@@ -53,6 +53,8 @@ def order_out(session: SessionDep, order_id: str) -> OrderOut:
         ],
         created_at=row.created_at,
         updated_at=row.updated_at,
+        shipped_at=row.shipped_at,
+        cancelled_at=row.cancelled_at,
     )
 
 

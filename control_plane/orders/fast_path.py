@@ -26,6 +26,7 @@ from control_plane.orders.repository import (
     add_attempt,
     add_cancel,
     available_stock,
+    get_order,
     insert_order,
     mark_accepted,
     order_values,
@@ -49,7 +50,8 @@ class IntakeUnit(Protocol):
 
     def record_accepted(self, order_id: str, site: str, dc_ref: str, note: Attempt) -> bool:
         """Store the DC's answer; mark the order accepted unless it moved on meanwhile, in which case
-        queue a cancel for that DC's copy and return False."""
+        queue a cancel for that DC's copy and return False. An order that DC has already shipped
+        (its event overtook this answer) is left shipped and owes nothing."""
         ...
 
 
@@ -112,6 +114,9 @@ class _SessionIntake:
         add_attempt(self._s, order_id, note)
         if mark_accepted(self._s, order_id, site, dc_ref, note.at):
             return True
+        order = get_order(self._s, order_id)
+        if order is not None and order.site == site and order.status == OrderStatus.SHIPPED.value:
+            return True  # the DC's shipped event overtook this answer
         add_cancel(self._s, order_id, site, LATE_ACCEPT, note.at)
         return False
 
@@ -177,14 +182,17 @@ note AS (
     INSERT INTO route_attempts (order_id, at, site, outcome, reason, latency_ms)
     VALUES (%(order_id)s, %(at)s, %(site)s, %(outcome)s, %(reason)s, %(latency_ms)s)
 ),
+shipped_here AS (
+    SELECT FROM orders WHERE id = %(order_id)s AND site = %(site)s AND status = '{OrderStatus.SHIPPED.value}'
+),
 owed AS (
     INSERT INTO dc_cancels (order_id, site, status, reason, attempts, created_at, next_attempt_at)
     SELECT %(order_id)s, %(site)s, 'pending', %(cancel_reason)s, 0, %(at)s, %(at)s
-    WHERE NOT EXISTS (SELECT FROM moved)
+    WHERE NOT EXISTS (SELECT FROM moved) AND NOT EXISTS (SELECT FROM shipped_here)
     ON CONFLICT (order_id, site) DO UPDATE SET status = 'pending', reason = excluded.reason,
         created_at = excluded.created_at, next_attempt_at = excluded.next_attempt_at, done_at = NULL
 )
-SELECT count(*) = 1 FROM moved"""
+SELECT (SELECT count(*) FROM moved) = 1 OR EXISTS (SELECT FROM shipped_here)"""
 
 
 class _PgIntake:

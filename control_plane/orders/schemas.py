@@ -104,6 +104,8 @@ class OrderOut(BaseModel):
     attempts: list[AttemptOut]
     created_at: datetime
     updated_at: datetime
+    shipped_at: datetime | None = None  # the DC's own time, from its event (or our time, when polled)
+    cancelled_at: datetime | None = None
 
 
 class OrderSummary(BaseModel):

@@ -1,23 +1,19 @@
-"""Order repository: orders, lines, attempts, stock reservations and pending DC cancels.
-
-Functions take a Session and never commit: the caller owns the unit of work. The exception is
-`Intake`, whose units are the intake's whole units of work (on PostgreSQL one statement each).
-"""
+"""Orders, their lines and attempts, the retry loop's claims, and the order's state transitions."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from control_plane.domain import Customer, OrderLine, OrderRequest, OrderStatus, ShipTo
-from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, RouteAttemptRow, SiteRow, StockRow
+from control_plane.domain import AttemptOutcome, Customer, OrderLine, OrderRequest, OrderStatus, ShipTo
+from control_plane.orders.repository._common import is_postgresql as _is_postgresql
+from control_plane.store.tables import DcCancelRow, OrderLineRow, OrderRow, RouteAttemptRow, StockRow
 
 LIVE_AT_DC = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value)
 
@@ -41,9 +37,13 @@ ORDERS, _lines, _attempts, _stock = (
     RouteAttemptRow.__table__,
     StockRow.__table__,
 )
+
+
 _FIND_ID = select(ORDERS.c.id).where(
     ORDERS.c.channel == bindparam("p_channel"), ORDERS.c.external_id == bindparam("p_external_id")
 )
+
+
 _MARK_ACCEPTED = (
     update(ORDERS)
     .where(
@@ -59,26 +59,15 @@ _MARK_ACCEPTED = (
         updated_at=bindparam("p_now"),
     )
 )
+
+
 _INSERT_ORDER = insert(ORDERS)
+
+
 _INSERT_LINES = insert(_lines)
+
+
 _INSERT_ATTEMPT = insert(_attempts)
-_AVAILABLE = select(_stock.c.site, _stock.c.sku, _stock.c.on_hand - _stock.c.reserved).where(
-    _stock.c.sku.in_(bindparam("p_skus", expanding=True))
-)
-_RESERVE = (
-    update(_stock)
-    .where(
-        _stock.c.site == bindparam("p_site"),
-        _stock.c.sku == bindparam("p_sku"),
-        _stock.c.on_hand - _stock.c.reserved >= bindparam("p_qty"),
-    )
-    .values(reserved=_stock.c.reserved + bindparam("p_qty"))
-)
-_RELEASE = (
-    update(_stock)
-    .where(_stock.c.site == bindparam("p_site"), _stock.c.sku == bindparam("p_sku"))
-    .values(reserved=_stock.c.reserved - bindparam("p_qty"))
-)
 
 
 def find_by_key(session: Session, channel: str, external_id: str) -> OrderRow | None:
@@ -109,10 +98,6 @@ def mark_accepted(session: Session, order_id: str, site: str, dc_ref: str, now: 
         _MARK_ACCEPTED, {"p_id": order_id, "p_site": site, "p_dc_ref": dc_ref, "p_now": now}
     )
     return res.rowcount == 1
-
-
-def _is_postgresql(session: Session) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
 def get_order(session: Session, order_id: str, for_update: bool = False) -> OrderRow | None:
@@ -215,58 +200,6 @@ def add_attempt(session: Session, order_id: str, attempt: Attempt) -> None:
     )
 
 
-def available_stock(session: Session, skus: Iterable[str]) -> dict[tuple[str, str], int]:
-    """Units free to reserve, per (site, sku), for the given SKUs at every site."""
-    rows = session.connection().execute(_AVAILABLE, {"p_skus": sorted(set(skus))})
-    return {(site, sku): int(avail) for site, sku, avail in rows}
-
-
-def _per_sku(lines: Sequence[OrderLine]) -> list[tuple[str, int]]:
-    qty: Counter[str] = Counter()
-    for line in lines:
-        qty[line.sku] += line.qty
-    # a fixed lock order (by SKU) keeps two orders reserving the same SKUs from deadlocking
-    return sorted(qty.items())
-
-
-def site_open(session: Session, site: str) -> bool:
-    """Whether `site` takes orders now, read under a key-share lock of its row on PostgreSQL.
-
-    A failover locks the row FOR UPDATE before it stops routing there, which waits for every
-    placement holding this lock and makes every later one wait and read the new value: once the
-    failover's stop has committed, no placement anywhere can still commit an order at that site.
-    """
-    stmt = select(SiteRow.code).where(SiteRow.code == site, SiteRow.accepting.is_(True))
-    if _is_postgresql(session):
-        stmt = stmt.with_for_update(key_share=True)
-    return session.execute(stmt).first() is not None
-
-
-def reserve(session: Session, site: str, lines: Sequence[OrderLine]) -> bool:
-    """Reserve every line at `site`, all or nothing; False when the site stopped taking orders or a
-    line lacks free units."""
-    if not site_open(session, site):
-        return False
-    conn = session.connection()
-    done: list[tuple[str, int]] = []
-    for sku, qty in _per_sku(lines):
-        if conn.execute(_RESERVE, {"p_site": site, "p_sku": sku, "p_qty": qty}).rowcount != 1:
-            _release(session, site, done)
-            return False
-        done.append((sku, qty))
-    return True
-
-
-def release(session: Session, site: str, lines: Sequence[OrderLine]) -> None:
-    _release(session, site, _per_sku(lines))
-
-
-def _release(session: Session, site: str, per_sku: Sequence[tuple[str, int]]) -> None:
-    conn = session.connection()
-    for sku, qty in per_sku:
-        conn.execute(_RELEASE, {"p_site": site, "p_sku": sku, "p_qty": qty})
-
-
 def claim_due_orders(session: Session, now: datetime, limit: int, lease_until: datetime) -> list[OrderRow]:
     """Held orders, and routed ones whose dispatch lease ran out, due for another try; leased until
     `lease_until` so other replicas skip them meanwhile.
@@ -292,43 +225,6 @@ def claim_due_orders(session: Session, now: datetime, limit: int, lease_until: d
 
 def held_count(session: Session) -> int:
     return int(session.scalar(select(func.count()).where(OrderRow.status == OrderStatus.HELD.value)) or 0)
-
-
-# --- cancels owed to DCs that may hold a copy of an order that now lives elsewhere ---
-
-
-def add_cancel(session: Session, order_id: str, site: str, reason: str, now: datetime) -> None:
-    row = session.get(DcCancelRow, (order_id, site))
-    if row is None:
-        session.add(
-            DcCancelRow(
-                order_id=order_id,
-                site=site,
-                status="pending",
-                reason=reason[:2000],
-                attempts=0,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
-    else:
-        row.status, row.reason, row.created_at, row.next_attempt_at, row.done_at = (
-            "pending",
-            reason[:2000],
-            now,
-            now,
-            None,
-        )
-
-
-def pending_cancel_sites(session: Session, order_id: str) -> set[str]:
-    stmt = select(DcCancelRow.site).where(DcCancelRow.order_id == order_id, DcCancelRow.status == "pending")
-    return set(session.scalars(stmt))
-
-
-def cancels_owed_by(session: Session, site: str) -> list[DcCancelRow]:
-    stmt = select(DcCancelRow).where(DcCancelRow.site == site, DcCancelRow.status == "pending")
-    return list(session.scalars(stmt))
 
 
 def in_flight_at(
@@ -367,9 +263,6 @@ def live_count_at(session: Session, site: str) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-# --- the order's state transitions, on a row the caller has locked (get_order(for_update=True)) ---
-
-
 def route_to(row: OrderRow, site: str, eta: datetime, now: datetime, lease_until: datetime) -> None:
     """Routed to `site` (its stock already reserved); the retry loop re-posts after `lease_until`."""
     row.status, row.site, row.eta, row.dc_ref = OrderStatus.ROUTED.value, site, eta, None
@@ -380,6 +273,18 @@ def hold(row: OrderRow, now: datetime, next_attempt_at: datetime) -> None:
     """No DC can take it now: kept, with no site, retried from `next_attempt_at`."""
     row.status, row.site, row.eta, row.dc_ref = OrderStatus.HELD.value, None, None, None
     row.next_attempt_at, row.updated_at = next_attempt_at, now
+
+
+def ship(row: OrderRow, site: str, at: datetime, now: datetime) -> None:
+    """Shipped by `site` at the DC's time `at` (a cancel we asked for first is undone)."""
+    row.status, row.site, row.shipped_at, row.cancelled_at = OrderStatus.SHIPPED.value, site, at, None
+    row.next_attempt_at, row.updated_at = None, now
+
+
+def cancel(row: OrderRow, now: datetime) -> None:
+    """Cancelled by its channel or an operator: never routed again."""
+    row.status, row.cancelled_at = OrderStatus.CANCELLED.value, now
+    row.next_attempt_at, row.updated_at = None, now
 
 
 def count_attempt(row: OrderRow, now: datetime) -> int:
@@ -410,3 +315,73 @@ def request_from_row(row: OrderRow, lines: Sequence[OrderLine]) -> OrderRequest:
         placed_at=row.placed_at,
         promised_by=row.promised_by,
     )
+
+
+def lock_order(session: Session, order_id: str) -> OrderRow | None:
+    """The order row, locked until the end of the transaction on PostgreSQL (SQLite: one writer)."""
+    return get_order(session, order_id, for_update=True)
+
+
+# outcomes of attempts after which a DC may hold the order (it took it, or the call may have reached it)
+_REACHED = (AttemptOutcome.ACCEPTED.value, AttemptOutcome.FAILED.value)
+
+
+def has_attempt(session: Session, order_id: str, site: str, outcome: str) -> bool:
+    """Whether the order's timeline already has a row with this outcome at this site."""
+    stmt = select(
+        exists().where(
+            RouteAttemptRow.order_id == order_id,
+            RouteAttemptRow.site == site,
+            RouteAttemptRow.outcome == outcome,
+        )
+    )
+    return bool(session.scalar(stmt))
+
+
+def was_sent_to(session: Session, order_id: str, site: str) -> bool:
+    """Whether the DC at `site` may ever have held the order: it took it, a call may have reached it,
+    or a cancel was owed there."""
+    reached = exists().where(
+        RouteAttemptRow.order_id == order_id,
+        RouteAttemptRow.site == site,
+        RouteAttemptRow.outcome.in_(_REACHED),
+    )
+    owed = exists().where(DcCancelRow.order_id == order_id, DcCancelRow.site == site)
+    return bool(session.scalar(select(or_(reached, owed))))
+
+
+def claim_poll_due(
+    session: Session, now: datetime, accepted_before: datetime, next_poll_at: datetime, limit: int
+) -> list[tuple[str, str]]:
+    """Accepted orders whose DC is due a poll: (order id, site), oldest first; each is scheduled for
+    its next poll at `next_poll_at` in the same statement's transaction.
+
+    For an accepted order `next_attempt_at` is when its DC may next be polled (the retry loop only
+    claims held and routed orders, so it never sees these). Never-polled orders come first, then the
+    least recently polled, so a batch smaller than the backlog still reaches every order in turn.
+    On PostgreSQL the rows are locked with SKIP LOCKED so two leaders (a hand-over) never poll the
+    same order at once, and an order locked by an event or a move is left for the next run.
+    """
+    due_at = OrderRow.next_attempt_at
+    stmt = (
+        select(OrderRow.id, OrderRow.site)
+        .where(
+            OrderRow.status == OrderStatus.ACCEPTED.value,
+            OrderRow.site.is_not(None),
+            OrderRow.updated_at <= accepted_before,
+            or_(due_at.is_(None), due_at <= now),
+        )
+        .order_by(due_at.is_not(None), due_at, OrderRow.updated_at)
+        .limit(limit)
+    )
+    if _is_postgresql(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    due = [(order_id, site) for order_id, site in session.execute(stmt) if site is not None]
+    if due:
+        session.execute(
+            update(OrderRow)
+            .where(OrderRow.id.in_([order_id for order_id, _ in due]))
+            .values(next_attempt_at=next_poll_at)
+            .execution_options(synchronize_session=False)
+        )
+    return due
