@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chaos.order_stream import OrderFactory
 from chaos.sim_process import SimProcess, wait_until
 from control_plane.context import build_context
-from control_plane.domain import AttemptOutcome, Site, World
+from control_plane.domain import AttemptOutcome, OrderStatus, Site, World
+from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.orders import repository as repo
 from control_plane.orders.schemas import OrderIn
 from control_plane.settings import Settings
@@ -39,6 +40,7 @@ from failover.dispatch import (
     dispatch_once,
     proves_absent,
 )
+from failover.plan import plan_failover
 
 from factories import site as make_site
 from harness import control_plane, engine_for, prepare_database, start_simulator, write_test_world
@@ -318,3 +320,70 @@ def test_control_plane_owes_a_cancel_after_a_refused_repost(db_url: str, tmp_pat
                 _order_and_cancels(db_url, order_id)
             )
             assert _holders(sim, world, order_id) == [site]
+
+
+def test_a_retry_whose_order_moved_to_another_site_meanwhile_posts_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The retry loop claimed the order routed at A; before its turn, another replica (or a
+    failover) moved it to B, still `routed`. The retry must see the site changed and leave it."""
+    world, path = write_test_world(tmp_path / "world.yaml")
+    prepare_database(db_url, world)
+    clock = Clock()
+    with start_simulator(path) as sim:
+        order_id, first = _dispatch_dies(db_url, world, sim, clock, lease_s=30)
+        other = next(s.code for s in world.sites if s.code != first)
+        # given the order has since been moved to another site (routed there, lease not yet out)
+        engine = engine_for(db_url)
+        with engine.begin() as c:
+            c.execute(update(OrderRow).where(OrderRow.id == order_id).values(site=other))
+        engine.dispose()
+        posts_before = sim.stats(first)["requests"].get("POST /orders", 0)
+        restarted = build_context(Settings(database_url=db_url, dispatch_lease_s=30), clock=clock)
+        try:
+            # when the stale claim (status routed, site = the first DC) gets its turn
+            restarted.pipeline._retry(order_id, "routed", first)
+        finally:
+            restarted.close()
+        # then nothing was posted to the first DC again, and the order still lives where it was moved
+        assert sim.stats(first)["requests"].get("POST /orders", 0) == posts_before
+        (status, site), _ = _order_and_cancels(db_url, order_id)
+        assert (status, site) == ("routed", other)
+
+
+def test_a_failover_move_does_not_trust_a_404_while_a_post_may_be_in_flight(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A routed order (no acknowledgement yet: its POST may still be on its way to a slow DC) that a
+    failover moves gets a 404 to its cancel: that is no proof, so a cancel is owed there, as the
+    outbox would (one rule: failover.dispatch.proves_absent)."""
+    world, path = write_test_world(tmp_path / "world.yaml")
+    prepare_database(db_url, world)
+    clock = Clock()
+    settings = Settings(database_url=db_url, cancel_settle_s=5.0)
+    with start_simulator(path):
+        ctx = build_context(settings, clock=clock)
+        try:
+            # given an order routed to a DC that has not (yet) received it: the DC answers 404
+            req = OrderIn.model_validate(OrderFactory(world, seed=9).order()).to_request(clock(), 48)
+            ranked = ctx.sites.snapshot()
+            order_id = "routed-not-posted"
+            with ctx.sessions.begin() as s:
+                first = next(st.site.code for st in ranked if repo.reserve(s, st.site.code, req.lines))
+                repo.insert_order(s, order_id, req, OrderStatus.ROUTED, first, clock(), clock(), clock())
+            mover = SiteMover(
+                ctx.sessions, ctx.sites, ctx.board, ctx.client, ctx.pipeline, ctx.eta,
+                MoveConfig(parallelism=2, settle_s=5.0), clock,
+            )  # fmt: skip
+            orders = mover.in_flight(first)
+            plan = plan_failover(first, orders, ranked, mover.stock_for(orders), None, ctx.eta, clock())
+            # when the failover moves it
+            report = mover.move_all(
+                first, plan.assignments, {order_id: OrderStatus.ROUTED}, None, lambda: None
+            )
+        finally:
+            ctx.close()
+        # then the 404 did not count as proof: the first DC is owed a cancel
+        assert report.cancel_pending == 1, report.to_json_dict()
+        _, cancels = _order_and_cancels(db_url, order_id)
+        assert cancels.get(first) == "pending", cancels
