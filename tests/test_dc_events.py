@@ -29,7 +29,6 @@ from chaos.sim_process import SimProcess, wait_until
 from control_plane.app import create_app
 from control_plane.context import AppContext
 from control_plane.domain import World
-from control_plane.orders import lifecycle_endpoints
 from control_plane.orders import repository as repo
 from control_plane.orders.lifecycle import build_lifecycle
 from control_plane.orders.lifecycle_jobs import DcPoller, PollConfig, build_poller
@@ -68,10 +67,8 @@ class Api:
 
 
 def build_app(db_url: str, **settings: Any) -> FastAPI:
-    """The control plane with the lifecycle router wired in, as app.py will (see lifecycle_endpoints)."""
-    app = create_app(Settings(database_url=db_url, background_jobs=False, **{**FAST, **settings}))
-    app.include_router(lifecycle_endpoints.router)
-    return app
+    """The control plane in-process, without background jobs (tests run them by hand)."""
+    return create_app(Settings(database_url=db_url, background_jobs=False, **{**FAST, **settings}))
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import http.server
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from test_crash_recovery import DiesAfterDcAnswers, ProcessDied
 
 from chaos.order_stream import OrderFactory
 from chaos.sim_process import SimProcess, wait_until
@@ -181,24 +182,6 @@ def test_proves_absent(outcome: CancelOutcome | None, last_post_at: datetime | N
 
 
 # --- c. a re-post after an expired dispatch lease that comes back refused ---------------------------
-
-
-class ProcessDied(BaseException):
-    """Stands for the process dying: not an error the order path may catch."""
-
-
-class DiesAfterDcAnswers:
-    """Forwards the POST to the real DC, then 'dies' before the answer can be recorded."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def submit(self, site: Site, payload: Mapping[str, Any]) -> DcAck:
-        self.real.submit(site, payload)
-        raise ProcessDied
-
-    def cancel(self, site: Site, order_id: str) -> CancelOutcome:
-        return self.real.cancel(site, order_id)  # type: ignore[no-any-return]
 
 
 class Clock:

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from test_dc_events import Api, place
 
 from chaos.order_stream import OrderFactory
-from chaos.sim_process import SimProcess
 from control_plane.app import create_app
-from control_plane.context import AppContext
-from control_plane.domain import BreakerState, World
-from control_plane.orders import lifecycle_endpoints
+from control_plane.domain import BreakerState
 from control_plane.orders.signatures import SIGNATURE_HEADER, sign, site_event_secret
 from control_plane.settings import Settings
 from control_plane.store.tables import AuditEventRow, DcCancelRow, OrderRow, RouteAttemptRow, StockRow
@@ -30,24 +26,6 @@ from failover.dispatch import cancel_breaker
 from harness import engine_for, prepare_database, start_simulator, write_test_world
 
 MASTER = "test-master-secret-for-cancels"
-
-
-@dataclass
-class Api:
-    client: TestClient
-    app: FastAPI
-    tokens: dict[str, str]
-    world: World
-    sim: SimProcess
-    url: str
-    factory: OrderFactory
-
-    @property
-    def ctx(self) -> AppContext:
-        return self.app.state.ctx  # type: ignore[no-any-return]
-
-    def as_role(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
 @pytest.fixture
@@ -66,19 +44,10 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
             cancel_settle_s=0.0,
         )
         app = create_app(settings)
-        # the wiring app.py is to get (see the WIRING block of lifecycle_endpoints)
-        app.include_router(lifecycle_endpoints.router)
         with TestClient(app) as client:
             yield Api(client, app, tokens, world, sim, db_url, OrderFactory(world, seed=3))
     finally:
         sim.stop()
-
-
-def place(api: Api) -> dict[str, Any]:
-    resp = api.client.post("/v1/orders", json=api.factory.order(), headers=api.as_role("ingest"))
-    assert resp.status_code == 201, resp.text
-    assert resp.json()["status"] == "accepted"
-    return resp.json()  # type: ignore[no-any-return]
 
 
 def cancel(api: Api, order_id: str, role: str = "ingest", **body: Any) -> httpx.Response:
