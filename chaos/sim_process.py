@@ -104,6 +104,11 @@ class SimProcess:
         resp.raise_for_status()
         return dict(resp.json())
 
+    def configure_events(self, target: str, url: str, secret: str, ship_after_s: float | None) -> None:
+        """Have `target` send signed DC events to the control plane at `url` (DESIGN §4)."""
+        body = {"url": url, "secret": secret, "ship_after_s": ship_after_s}
+        self._http.put(f"/_sim/targets/{target}/events", json=body).raise_for_status()
+
     def reset(self) -> None:
         self._http.post("/_sim/reset").raise_for_status()
 

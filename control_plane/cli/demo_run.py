@@ -11,6 +11,7 @@ simulator when the demo's pipe to it closes.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from types import FrameType
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 
 from chaos.order_stream import OrderFactory
@@ -31,6 +33,7 @@ from control_plane.app import create_app
 from control_plane.auth import repository as tokens
 from control_plane.domain import World
 from control_plane.logs import configure_logging
+from control_plane.orders.signatures import site_event_secret
 from control_plane.settings import Settings
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
@@ -134,6 +137,9 @@ def _stream_orders(
 
 def run_demo(settings: Settings, world_path: Path, port: int, rate: float) -> None:
     configure_logging("WARNING", json=False)
+    if settings.dc_event_secret is None:
+        # the demo's DCs call back when they ship: a master secret for this run only
+        settings = settings.model_copy(update={"dc_event_secret": SecretStr(secrets.token_hex(16))})
     world, model = load_world_file(world_path)
     engine = make_engine(settings.database_url, pool_size=2)
     upgrade(engine)
@@ -147,6 +153,17 @@ def run_demo(settings: Settings, world_path: Path, port: int, rate: float) -> No
     stopping = _Stopping()
     with stopping.installed():
         _serve_demo(settings, world, model.simulator.admin_port, token, port, rate, stopping)
+
+
+DEMO_SHIP_AFTER_S = 60.0  # how long a demo DC takes to ship an order it accepted
+
+
+def _dcs_call_back(sim: SimProcess, world: World, base: str, settings: Settings) -> None:
+    """Have every simulated DC ship what it accepted after a while and tell us, signed."""
+    assert settings.dc_event_secret is not None
+    master = settings.dc_event_secret.get_secret_value()
+    for site in world.sites:
+        sim.configure_events(site.code, base, site_event_secret(master, site.code), DEMO_SHIP_AFTER_S)
 
 
 def _serve_demo(
@@ -167,6 +184,7 @@ def _serve_demo(
             watchdog = _Watchdog(sim.pid)
         stopping.raise_it()  # a signal while they started: stop now
         base = f"http://127.0.0.1:{port}"
+        _dcs_call_back(sim, world, base, settings)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
