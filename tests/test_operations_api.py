@@ -205,6 +205,11 @@ def test_every_mutating_route_needs_a_token_and_more_than_viewer(make_api: Any) 
     assert len(mutating) >= 4
     for method, path in mutating:
         url = path.replace("{code}", "busan").replace("{run_id}", "1").replace("{incident_id}", "1")
+        url = url.replace("{order_id}", "no-such-order")
+        if path == "/v1/sites/{code}/events":
+            # a DC's webhook: signed, not a token (none configured here: refused before anything)
+            assert client.post(url, json={}).status_code in (401, 503), path
+            continue
         anonymous = client.request(method.upper(), url, json={})
         viewer = client.request(
             method.upper(), url, json={}, headers={"Authorization": f"Bearer {tokens['viewer']}"}

@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +26,6 @@ from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
 from control_plane.operations.moves import MoveReport, SiteMover
 from control_plane.orders import repository as order_repo
-from control_plane.store.tables import OrderRow
 from failover.dispatch import DcUnavailable
 from failover.plan import plan_failover
 from failover.safety import (
@@ -140,10 +138,8 @@ class SiteOperations:
             target = latest_site_targets(s).get(code)
             if target is not None:
                 return expected_hourly_demand(target.expected_orders_at(now), 0, 1)
-            recent = s.scalar(
-                select(func.count()).where(OrderRow.site == code, OrderRow.routed_at >= now - RECENT_WINDOW)
-            )
-        return expected_hourly_demand(None, int(recent or 0), RECENT_WINDOW.total_seconds() / 3600)
+            recent = order_repo.routed_since(s, code, now - RECENT_WINDOW)
+        return expected_hourly_demand(None, recent, RECENT_WINDOW.total_seconds() / 3600)
 
     def _begin_change(self, actor: Actor, code: str, kind: str, reason: str, force: bool) -> int:
         """Start the site's one running change, taking over one whose process died (lease run out)."""

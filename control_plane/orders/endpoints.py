@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.auth.deps import Ctx, Ingest, SessionDep, Viewer
@@ -16,7 +15,6 @@ from control_plane.orders import repository as repo
 from control_plane.orders.schemas import AttemptOut, LineOut, OrderIn, OrderOut, OrderSummary
 from control_plane.orders.service import Trace
 from control_plane.orders.validate import check_against_world
-from control_plane.store.tables import OrderRow
 from control_plane.web.idempotency import RequestHash, remember, replay
 
 if TYPE_CHECKING:
@@ -158,12 +156,6 @@ def list_orders(
     site: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[OrderSummary]:
-
-    stmt = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
-    if status is not None:
-        stmt = stmt.where(OrderRow.status == status.value)
-    if site is not None:
-        stmt = stmt.where(OrderRow.site == site)
     return [
         OrderSummary(
             id=r.id,
@@ -175,5 +167,5 @@ def list_orders(
             promised_by=r.promised_by,
             updated_at=r.updated_at,
         )
-        for r in session.scalars(stmt)
+        for r in repo.list_orders(session, status.value if status else None, site, limit)
     ]

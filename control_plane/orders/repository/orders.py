@@ -258,6 +258,22 @@ def in_flight_at(
     return [(r, lines[r.id], avoid[r.id]) for r in rows]
 
 
+def list_orders(session: Session, status: str | None, site: str | None, limit: int) -> list[OrderRow]:
+    """The newest orders, optionally of one status and one site."""
+    stmt = select(OrderRow).order_by(OrderRow.created_at.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(OrderRow.status == status)
+    if site is not None:
+        stmt = stmt.where(OrderRow.site == site)
+    return list(session.scalars(stmt))
+
+
+def routed_since(session: Session, site: str, since: datetime) -> int:
+    """Orders routed to `site` since `since`, wherever they are now (a site's recent intake)."""
+    stmt = select(func.count()).where(OrderRow.site == site, OrderRow.routed_at >= since)
+    return int(session.scalar(stmt) or 0)
+
+
 def live_count_at(session: Session, site: str) -> int:
     stmt = select(func.count()).where(OrderRow.site == site, OrderRow.status.in_(LIVE_AT_DC))
     return int(session.scalar(stmt) or 0)
