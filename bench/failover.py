@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ import httpx
 import yaml
 from sqlalchemy import select
 
-from bench.intake import bench_world, fresh_database, log, server
+from bench.intake import bench_world, fresh_database, log, serve_argv, server
 from chaos.order_stream import OrderFactory
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
@@ -122,16 +121,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             "DRCTL_CANCEL_SETTLE_S": "1",
             "DRCTL_MOVE_PARALLELISM": str(args.parallelism),
         }
-        argv = [
-            sys.executable,
-            "-m",
-            "control_plane",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ]
+        argv = serve_argv(port, args.workers)
         with (
             SimProcess(targets_from_world(world), model.simulator.admin_port) as sim,
             server(argv, env, port, Path(tmp) / "cp.log") as base,

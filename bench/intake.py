@@ -82,6 +82,11 @@ def bench_world(tmp: Path) -> Path:
     return path
 
 
+def serve_argv(port: int, workers: int) -> list[str]:
+    """`drctl serve` on a port with N workers, as a child process."""
+    return [sys.executable, "-m", "control_plane", "serve", "--port", str(port), "--workers", str(workers)]
+
+
 @contextlib.contextmanager
 def server(argv: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
     with log_path.open("wb") as out:
@@ -222,16 +227,7 @@ def main() -> None:
     with fresh_database() as url, SimProcess(targets_from_world(world), model.simulator.admin_port):
         token = prepare(url, world_path)
         port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "control_plane",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-        ]
+        argv = serve_argv(port, args.workers)
         with server(argv, {**serve_env, "DRCTL_DATABASE_URL": url}, port, tmp / "drctl.log") as base:
             log("warm-up ...")
             run_wrk(base, token, bodies, 3, args.connections, "warm")
