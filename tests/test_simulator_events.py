@@ -11,14 +11,10 @@ import hashlib
 import hmac
 import json
 import re
-import selectors
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_simulator import eventually, start_simulator, stop, wait_ready
 
 from chaos.ports import free_port
 from chaos.simulator import EventsConfig, SimTarget
@@ -118,47 +115,6 @@ class Sim:
     admin: str
     icheon: str
     http: httpx.Client
-
-
-def start_simulator(args: list[str], capture_stderr: bool = False) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "chaos.simulator", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if capture_stderr else None,
-        text=True,
-    )
-
-
-def wait_ready(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            process.kill()
-            pytest.fail(f"simulator not ready after {timeout}s")
-    line = process.stdout.readline().strip()
-    if not READY.match(line):
-        process.kill()
-        pytest.fail(f"simulator did not start: {line!r}")
-
-
-def stop(process: subprocess.Popen[str]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -72,20 +72,18 @@ class TargetState:
 
     def ship(self, order_id: str) -> LedgerEntry:
         """Ship an active order and tell drctl; shipping it again changes and sends nothing."""
-        ledger = self._dc_ledger
-        was = ledger.get(order_id).status
-        entry = ledger.ship(order_id)
-        if was is OrderStatus.ACCEPTED:
-            self.outbox.emit(order_id, "shipped", datetime.now(UTC))
-        return entry
+        return self._change(order_id, self._dc_ledger.ship, "shipped")
 
     def cancel_by_dc(self, order_id: str) -> LedgerEntry:
         """The DC cancels an order itself (stock-out, damage) and tells drctl; again changes nothing."""
-        ledger = self._dc_ledger
-        was = ledger.get(order_id).status
-        entry = ledger.cancel(order_id)
+        return self._change(order_id, self._dc_ledger.cancel, "cancelled_by_dc")
+
+    def _change(self, order_id: str, change: Callable[[str], LedgerEntry], event: str) -> LedgerEntry:
+        """Apply a ledger change; only one that ends an accepted order is news for drctl."""
+        was = self._dc_ledger.get(order_id).status
+        entry = change(order_id)
         if was is OrderStatus.ACCEPTED:
-            self.outbox.emit(order_id, "cancelled_by_dc", datetime.now(UTC))
+            self.outbox.emit(order_id, event, datetime.now(UTC))
         return entry
 
     def set_events(self, config: EventsConfig) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.auth.deps import Admin, Ctx, Operator, SessionDep, Viewer
+from control_plane.auth.deps import Admin, Operator, SessionDep, Viewer
 from control_plane.operations import repository as incident_repo
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
 
@@ -40,7 +40,6 @@ def failover(
     code: str,
     body: FailoverIn,
     request: Request,
-    ctx: Ctx,
     who: Operator,
     digest: RequestHash,
     key: IdempotencyKey = None,
@@ -61,7 +60,6 @@ def failback(
     code: str,
     body: FailbackIn,
     request: Request,
-    ctx: Ctx,
     who: Operator,
     digest: RequestHash,
     key: IdempotencyKey = None,
