@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.domain import OrderStatus, Site, SiteState
 from control_plane.orders import repository as order_repo
+from control_plane.orders.moves import Move, MoveItem
 from control_plane.orders.service import OrderPipeline
 from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard
@@ -88,8 +89,9 @@ class MoveReport:
 
 @dataclass(frozen=True, slots=True)
 class MoveConfig:
-    parallelism: int
+    parallelism: int  # DC calls at once
     settle_s: float
+    batch: int = 100  # orders per move transaction
 
 
 class SiteMover:
@@ -152,15 +154,58 @@ class SiteMover:
                     report.sweeps = sweep
                     log.warning("failover of %s: %d orders still there, sweep %d", code, len(left), sweep)
                     batch, kinds = self._plan(code, left, targets), {o.order_id: o.status for o in left}
-                site = self._sites.site(code)
-                move = partial(self._move_one, site, kinds=kinds)
-                for outcome, target, owes in pool.map(move, batch):
-                    report.add(outcome, target, owes)
-                    heartbeat()
+                self._move(pool, self._sites.site(code), batch, kinds, report, heartbeat)
         with self._sessions() as s:
             report.live_left = order_repo.live_count_at(s, code)
         report.seconds = time.monotonic() - started
         return report
+
+    def _move(
+        self,
+        pool: ThreadPoolExecutor,
+        site: Site,
+        planned: Sequence[Assignment],
+        kinds: dict[str, OrderStatus],
+        report: MoveReport,
+        heartbeat: Callable[[], None],
+    ) -> None:
+        """Per batch: cancel at the old DC (in parallel), move in one transaction, then dispatch (in
+        parallel, while the next batch's cancels and move go on)."""
+        dispatching: list[tuple[Future[Move], bool]] = []
+        cancel = partial(self._cancel, site, kinds=kinds)
+        for start in range(0, len(planned), self._cfg.batch):
+            items: list[MoveItem] = []
+            for a, shipped, owes in pool.map(cancel, planned[start : start + self._cfg.batch]):
+                if shipped:
+                    report.add(Moved.SHIPPED, None, False)
+                else:
+                    items.append(MoveItem(a, owes))
+            for move, item in zip(self._pipeline.move_batch(site.code, items), items, strict=True):
+                if move.gone:
+                    report.add(Moved.GONE, None, False)
+                elif move.send is None:
+                    report.add(Moved.HELD, None, item.owes_cancel)
+                else:
+                    dispatching.append((pool.submit(move.dispatch), item.owes_cancel))
+            heartbeat()
+        for future, owes in dispatching:
+            trace = future.result().trace
+            if trace.site is None or trace.status is OrderStatus.HELD:
+                report.add(Moved.HELD, None, owes)
+            else:
+                report.add(Moved.TO_TARGET, trace.site, owes)
+            heartbeat()
+
+    def _cancel(
+        self, site: Site, a: Assignment, *, kinds: dict[str, OrderStatus]
+    ) -> tuple[Assignment, bool, bool]:
+        """Ask the old DC to cancel; return (the assignment, it had shipped, it is still owed a cancel)."""
+        outcome = cancel_once(self._board, self._client, site, a.order_id)
+        if outcome is CancelOutcome.SHIPPED:
+            return a, True, False
+        # an order the DC acknowledged has no POST of ours in flight there; a routed one may have
+        last_post = None if kinds.get(a.order_id) is OrderStatus.ACCEPTED else self._clock()
+        return a, False, not proves_absent(outcome, last_post, self._clock(), self._cfg.settle_s)
 
     def _plan(
         self, code: str, orders: list[InFlightOrder], targets: Sequence[str] | None
@@ -169,19 +214,3 @@ class SiteMover:
         states: list[SiteState] = self._sites.snapshot()
         plan = plan_failover(code, orders, states, self.stock_for(orders), targets, self._eta, self._clock())
         return list(plan.assignments)
-
-    def _move_one(
-        self, site: Site, a: Assignment, *, kinds: dict[str, OrderStatus]
-    ) -> tuple[Moved, str | None, bool]:
-        outcome = cancel_once(self._board, self._client, site, a.order_id)
-        if outcome is CancelOutcome.SHIPPED:
-            return Moved.SHIPPED, None, False
-        # an order the DC acknowledged has no POST of ours in flight there; a routed one may have
-        last_post = None if kinds.get(a.order_id) is OrderStatus.ACCEPTED else self._clock()
-        owes = not proves_absent(outcome, last_post, self._clock(), self._cfg.settle_s)
-        trace = self._pipeline.move_order(a.order_id, a.from_site, a, owes_cancel=owes)
-        if trace is None:
-            return Moved.GONE, None, False
-        if trace.site is None or trace.status is OrderStatus.HELD:
-            return Moved.HELD, None, owes
-        return Moved.TO_TARGET, trace.site, owes

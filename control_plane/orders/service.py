@@ -17,16 +17,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from control_plane.domain import AttemptOutcome, Conflict, OrderLine, OrderRequest, OrderStatus, SiteState
+from control_plane.domain import AttemptOutcome, Conflict, OrderRequest, OrderStatus, SiteState
 from control_plane.orders import fast_path as intake
 from control_plane.orders import repository as repo
-from control_plane.orders.dispatch import DispatchChain, PipelineConfig, Trace, order_payload
-from control_plane.store.db import retry_on_deadlock
+from control_plane.orders.dispatch import PipelineConfig, Trace, order_payload
+from control_plane.orders.moves import BatchMover
 from failover.routing import Candidate, rank_candidates
 
 __all__ = ["OrderPipeline", "PipelineConfig", "SubmitResult", "Trace"]
@@ -41,7 +39,9 @@ class SubmitResult:
     trace: Trace | None = None  # set when created
 
 
-class OrderPipeline(DispatchChain):
+class OrderPipeline(BatchMover):
+    """Intake, the retry loop and (from `BatchMover`) a failover's move, over one dispatch chain."""
+
     # --- intake ---
 
     def submit(self, req: OrderRequest, request_hash: str | None = None) -> SubmitResult:
@@ -172,64 +172,3 @@ class OrderPipeline(DispatchChain):
         self._dispatch_chain(
             trace, order_id, payload, first, rest, lines, origin=origin or first.site, reposted=reposted
         )
-
-    # --- failover: move an in-flight order to the site a failover plan chose ---
-
-    def move_order(self, order_id: str, from_site: str, assignment: Any, owes_cancel: bool) -> Trace | None:
-        """Move an order off `from_site` to the planned target (or its ranked fallbacks), then dispatch.
-
-        The caller has already asked the old DC to cancel; `owes_cancel` records, in the same
-        transaction as the move, that it did not answer (the cancel outbox then keeps trying and the
-        order is never routed back there while the cancel is pending). Returns None when the order
-        is no longer in flight at `from_site` (shipped, moved or cancelled meanwhile).
-        """
-        now = self._clock()
-        trace = Trace()
-        moved = retry_on_deadlock(
-            partial(self._move_reserve, trace, order_id, from_site, assignment, owes_cancel, now)
-        )
-        if moved is None:
-            return None
-        if moved[0] is None:
-            return trace  # held: no site can take it now; the retry loop goes on
-        first, rest, lines, req = moved
-        self._dispatch_chain(
-            trace, order_id, order_payload(order_id, req), first, rest, lines, origin=from_site
-        )
-        return trace
-
-    def _move_reserve(
-        self, trace: Trace, order_id: str, from_site: str, assignment: Any, owes_cancel: bool, now: datetime
-    ) -> tuple[Candidate | None, list[Candidate], list[OrderLine], OrderRequest] | None:
-        """The move's one transaction: release at the old site, reserve at the new one (or hold)."""
-        trace.attempts.clear()  # a transaction retried after a deadlock notes its attempts again
-        with self._sessions.begin() as s:
-            row = repo.get_order(s, order_id, for_update=True)
-            if row is None or row.site != from_site or row.status not in repo.LIVE_AT_DC:
-                return None
-            lines = repo.order_lines(s, order_id)
-            req = repo.request_from_row(row, lines)
-            repo.release(s, from_site, lines)
-            if owes_cancel:
-                repo.add_cancel(s, order_id, from_site, "failover: the DC did not answer the cancel", now)
-            planned = (
-                [Candidate(assignment.to_site, assignment.eta, assignment.late, 0.0)]
-                if assignment.to_site
-                else []
-            )
-            first, rest, lost = self._reserve_first(s, [*planned, *assignment.fallbacks], lines)
-            self._note(s, trace, order_id, from_site, "moved", f"failover of {from_site}", now)
-            for lost_site in lost:
-                self._note(
-                    s, trace, order_id, lost_site, AttemptOutcome.NO_STOCK, "stock taken meanwhile", now
-                )
-            attempts = repo.count_attempt(row, now)
-            if first is None:
-                repo.hold(row, now, self._held_until(now, attempts))
-                self._note(s, trace, order_id, None, "held", "no site can take it after the failover", now)
-                trace.status = OrderStatus.HELD
-                return None, [], lines, req
-            repo.route_to(row, first.site, first.eta, now, self._lease_until(now))
-            trace.status, trace.site, trace.eta = OrderStatus.ROUTED, first.site, first.eta
-            self._sites.note_routed(first.site)
-            return first, rest, lines, req
