@@ -19,6 +19,7 @@ from control_plane.context import AppContext, build_context, utcnow
 from control_plane.logs import configure_logging
 from control_plane.metrics import mark_this_process_dead
 from control_plane.monitoring import endpoints as monitoring
+from control_plane.notices import endpoints as notices
 from control_plane.operations import endpoints as operations
 from control_plane.operations.auto_failover import AutoFailover
 from control_plane.operations.moves import MoveConfig, SiteMover
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(monitoring.router)
     app.include_router(alerting.router)
+    app.include_router(notices.router)
     _ops_routes(app, ctx)
     return app
 

@@ -1,4 +1,5 @@
-"""Every replica's periodic work: retry held orders, deliver DC cancels, breaker signals, gauges.
+"""Every replica's periodic work: retry held orders, deliver DC cancels and customer notices,
+breaker signals, gauges.
 
 Runs in one thread per process. Claims use SKIP LOCKED on PostgreSQL, so several replicas can run
 it side by side without taking the same order twice. Leader-only work (probes, alert evaluation and
@@ -56,6 +57,7 @@ class BackgroundLoop:
             self._store_breaker_changes,
             self._retry_orders,
             self._send_cancels,
+            self._send_notices,
             self._refresh_gauges,
             *self._extra_jobs,
         ):
@@ -69,6 +71,10 @@ class BackgroundLoop:
 
     def _send_cancels(self) -> None:
         self._ctx.cancels.process_due()
+
+    def _send_notices(self) -> None:
+        if self._ctx.notices is not None:
+            self._ctx.notices.deliver_due()
 
     def _store_breaker_changes(self) -> None:
         changes = []

@@ -6,7 +6,8 @@ import logging
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pybreaker
 from prometheus_client import CollectorRegistry
@@ -16,8 +17,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_plane.bia_runs.service import BiaRunner
 from control_plane.domain import BreakerState
 from control_plane.metrics import Metrics
+from control_plane.notices.channels import (
+    LogNoticeChannel,
+    NoticeChannel,
+    SesNoticeChannel,
+    SmtpNoticeChannel,
+    SnsSmsChannel,
+    WebhookNoticeChannel,
+)
+from control_plane.notices.jobs import DeliveryConfig, NoticeDelivery
+from control_plane.notices.service import NoticePolicy, NoticeWriter
 from control_plane.orders.cancels import CancelConfig, CancelOutbox
 from control_plane.orders.service import OrderPipeline, PipelineConfig
+from control_plane.orders.slips import NoSlips, SlipSink
 from control_plane.settings import Settings
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.wms_client import HttpDcClient
@@ -54,10 +66,15 @@ class AppContext:
     eta: EtaModel
     bia: BiaRunner
     clock: Callable[[], datetime]
+    notice_policy: NoticePolicy
+    notices: NoticeDelivery | None  # None: notices are off (DRCTL_NOTICES=false)
+    slips: SlipSink  # writes the notices order changes make due
     # breaker transitions are noted under the breaker's lock and stored later by the background loop
     breaker_changes: queue.SimpleQueue[BreakerChange] = field(default_factory=queue.SimpleQueue)
 
     def close(self) -> None:
+        if self.notices is not None:
+            self.notices.close()
         self.bia.close()
         self.client.close()
         self.engine.dispose()
@@ -106,6 +123,14 @@ def build_context(
     )
     sites = SiteStateCache(sessions, board, settings.state_refresh_s, clock)
     eta = EtaModel(settings.eta_base_hours, settings.eta_km_per_hour)
+    notice_policy = NoticePolicy(
+        slack=timedelta(seconds=settings.notice_promise_slack_s),
+        coalesce_s=settings.notice_coalesce_s,
+        timezone=settings.notice_timezone,
+        support_url=settings.notice_support_url,
+        follow_up=settings.notice_follow_up,
+    )
+    writer = NoticeWriter(notice_policy) if settings.notices else None
     pipeline = OrderPipeline(
         sessions,
         sites,
@@ -120,6 +145,7 @@ def build_context(
             retry_batch=settings.retry_batch,
         ),
         clock,
+        writer,
     )
     cancels = CancelOutbox(
         sessions,
@@ -136,6 +162,79 @@ def build_context(
         clock,
     )
     bia = BiaRunner(sessions, clock, sites.refresh)
-    return AppContext(
-        settings, engine, sessions, metrics, board, client, sites, pipeline, cancels, eta, bia, clock, changes
+    notices = (
+        NoticeDelivery(
+            sessions,
+            notice_channels(settings),
+            board,
+            metrics,
+            notice_policy,
+            DeliveryConfig(
+                timeout_s=settings.notice_timeout_s,
+                max_attempts=settings.notice_max_attempts,
+                backoff_base_s=settings.retry_backoff_base_s,
+                backoff_max_s=settings.retry_backoff_max_s,
+                batch=settings.notice_batch,
+                rate_per_s=settings.notice_rate_per_s,
+            ),
+            clock,
+        )
+        if settings.notices
+        else None
     )
+    return AppContext(
+        settings,
+        engine,
+        sessions,
+        metrics,
+        board,
+        client,
+        sites,
+        pipeline,
+        cancels,
+        eta,
+        bia,
+        clock,
+        notice_policy,
+        notices,
+        writer or NoSlips(),
+        changes,
+    )
+
+
+def notice_channels(settings: Settings) -> dict[str, NoticeChannel]:
+    """The channel per medium (email, sms, webhook) the settings name; `log` is the embedded default."""
+    timeout = settings.notice_timeout_s
+    log_channel = LogNoticeChannel(Path(settings.notice_log_path))
+    email: NoticeChannel = log_channel
+    if settings.notice_email_channel == "smtp":
+        password = settings.notice_smtp_password
+        email = SmtpNoticeChannel(
+            settings.notice_smtp_host,
+            settings.notice_smtp_port,
+            settings.notice_from,
+            settings.notice_smtp_user,
+            password.get_secret_value() if password else None,
+            settings.notice_smtp_starttls,
+            timeout,
+        )
+    elif settings.notice_email_channel == "ses":
+        email = SesNoticeChannel(
+            settings.notice_from,
+            settings.aws_region,
+            settings.notice_ses_endpoint_url or settings.aws_endpoint_url,
+            timeout,
+        )
+    sms: NoticeChannel = log_channel
+    if settings.notice_sms_channel == "sns":
+        sms = SnsSmsChannel(
+            settings.aws_region, settings.notice_sns_endpoint_url or settings.aws_endpoint_url, timeout
+        )
+    channels = {"email": email, "sms": sms}
+    if settings.notice_webhook_url is not None and settings.notice_webhook_secret is not None:
+        channels["webhook"] = WebhookNoticeChannel(
+            settings.notice_webhook_url.get_secret_value(),
+            settings.notice_webhook_secret.get_secret_value(),
+            timeout,
+        )
+    return channels

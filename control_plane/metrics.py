@@ -137,5 +137,5 @@ class Metrics:
 
 
 NOTICE_CHANNELS = ("email", "sms", "webhook")
-NOTICE_STATUSES = ("sent", "failed", "suppressed")
+NOTICE_STATUSES = ("sent", "failed", "suppressed", "retry")
 HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5, "down": 0.0, "unknown": -1.0}

@@ -17,6 +17,7 @@ from control_plane.monitoring.jobs import Prober
 from control_plane.monitoring.leader import lock_for
 from control_plane.monitoring.probes import HttpProbe
 from control_plane.monitoring.scheduler import Intervals, LeaderJob, LeaderScheduler
+from control_plane.notices.service import NoticeWriter
 from control_plane.orders.lifecycle_jobs import build_poller
 from control_plane.settings import Settings
 from failover.breakers import BreakerBoard, BreakerPolicy
@@ -142,6 +143,8 @@ def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
     )
     poller = build_poller(ctx)
     jobs = [LeaderJob("poll-dcs", poller.poll_due, s.dc_poll_interval_s, poller.close)]
+    if s.notices:
+        jobs.append(LeaderJob("notice-held-orders", lambda leading: sweep_held_orders(ctx), 60.0))
     return LeaderScheduler(
         lock_for(s.database_url), intervals, prober, evaluator, delivery, ctx.metrics, jobs
     )
@@ -156,3 +159,10 @@ def build_prober(ctx: AppContext) -> Prober:
         # the leader's own routing sees a change at once; other replicas within DRCTL_STATE_REFRESH_S
         lambda _transition: ctx.sites.refresh(),
     )
+
+
+def sweep_held_orders(ctx: AppContext) -> int:
+    """Held orders that came within the promise slack while held get their delay notice."""
+    writer = NoticeWriter(ctx.notice_policy)
+    with ctx.sessions.begin() as session:
+        return writer.sweep_held(session, ctx.clock())

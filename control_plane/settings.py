@@ -99,6 +99,32 @@ class Settings(BaseSettings):
     aws_region: str = "ap-northeast-2"
     aws_endpoint_url: str | None = None  # e.g. a local moto server; unset: AWS itself
 
+    # customer delay notices
+    notices: bool = True
+    notice_promise_slack_s: float = 12 * 3600.0  # a held order is late once its promise is this close
+    notice_coalesce_s: float = 30.0  # a letter waits this long for more late orders of its customer
+    notice_timezone: str = "Asia/Seoul"  # dates in notices are shown in it
+    notice_support_url: str = "https://example.com/support"
+    notice_follow_up: bool = False  # "on its way again" when a held order that got a notice ships
+    notice_email_channel: str = "log"  # log | smtp | ses
+    notice_sms_channel: str = "log"  # log | sns
+    notice_webhook_url: SecretStr | None = None  # marketplace relay (AlimTalk-style); signed
+    notice_webhook_secret: SecretStr | None = None
+    notice_log_path: str = ".drctl/notices.jsonl"
+    notice_smtp_host: str = "127.0.0.1"
+    notice_smtp_port: int = 25
+    notice_smtp_user: str | None = None
+    notice_smtp_password: SecretStr | None = None
+    notice_smtp_starttls: bool = False
+    notice_from: str = "no-reply@example.com"  # the sender of notice e-mails (SES: verified)
+    notice_ses_endpoint_url: str | None = None  # default: aws_endpoint_url
+    notice_sns_endpoint_url: str | None = None  # default: aws_endpoint_url
+    notice_rate_per_s: dict[str, float] = Field(default_factory=dict)  # per channel; default 50/s
+    notice_timeout_s: float = 5.0
+    notice_max_attempts: int = 8
+    notice_delivery_interval_s: float = 1.0
+    notice_batch: int = 20
+
     # serving
     host: str = "127.0.0.1"
     port: int = 8000

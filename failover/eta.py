@@ -30,3 +30,11 @@ class EtaModel:
 
     def eta(self, site: Site, dest: GeoPoint, dispatch_time: datetime) -> datetime:
         return dispatch_time + timedelta(hours=site.handling_hours + self.transit_hours(site, dest))
+
+
+def is_late(promised_by: datetime, eta: datetime | None, now: datetime, slack: timedelta) -> bool:
+    """Whether an order's promise has slipped: its ETA is past the promise, or, with no ETA (held),
+    the promise is closer than `slack` (or past), too close to count on a DC taking it in time."""
+    if eta is not None:
+        return eta > promised_by
+    return promised_by - now < slack

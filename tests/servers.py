@@ -6,6 +6,7 @@ Every wait is bounded; nothing here talks to anything but loopback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -159,7 +160,10 @@ class SmtpSink:
         self._lock = threading.Lock()
         self._received: list[ReceivedEmail] = []
         self._fail_code: int | None = None
+        self._fail_next: list[int] = []
         self._controller: Controller | None = None
+        # every connection (aiosmtpd's per-connection SMTP protocol) a message was accepted on
+        self._connections: list[SMTP] = []
 
     @property
     def received(self) -> list[ReceivedEmail]:
@@ -180,6 +184,30 @@ class SmtpSink:
         wait_for_count(lambda: len(self.received), n, timeout_s, "emails")
         return self.messages
 
+    def fail_next_with(self, code: int) -> None:
+        """Refuse only the next message at DATA with `code` (e.g. 421), then accept again."""
+        with self._lock:
+            self._fail_next.append(code)
+
+    @property
+    def connections(self) -> int:
+        """How many distinct SMTP connections the accepted messages came over."""
+        with self._lock:
+            return len(self._connections)
+
+    def drop_connections(self) -> None:
+        """Close, from the server side, every connection a message came over (as an idle timeout does)."""
+        assert self._controller is not None, "the sink is stopped"
+        with self._lock:
+            transports = [c.transport for c in self._connections if c.transport is not None]
+
+        async def close_all() -> None:
+            for transport in transports:
+                transport.close()
+            await asyncio.sleep(0.05)  # let the loop actually shut the sockets
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._controller.loop).result(timeout=5)
+
     def stop(self) -> None:
         if self._controller is not None:
             self._controller.stop()
@@ -188,8 +216,12 @@ class SmtpSink:
     # aiosmtpd hooks
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
+            if self._fail_next:
+                return f"{self._fail_next.pop(0)} refused once by the test"
             if self._fail_code is not None:
                 return f"{self._fail_code} refused by the test"
+            if not any(c is server for c in self._connections):
+                self._connections.append(server)
             raw = envelope.original_content or b""
             parsed = email.message_from_bytes(raw, policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
@@ -313,6 +345,22 @@ class MotoServer:
         """Every email SES `send_email` accepted (id, source, destinations, subject, body), all regions."""
         data = httpx.get(f"{self.endpoint_url}/moto-api/data.json", timeout=5.0, trust_env=False).json()
         return list(data.get("ses", {}).get("Message", []))
+
+    def ses_raw_sent(self) -> list[dict[str, Any]]:
+        """Every raw email SES accepted (v1 `send_raw_email`, v2 `Content.Raw`): id, source,
+        destinations, raw_data. moto adds the To/Cc header addresses to the given destinations."""
+        return list(self._model_data().get("ses", {}).get("RawMessage", []))
+
+    def sns_sms_sent(self) -> list[dict[str, Any]]:
+        """Every SMS SNS `publish(PhoneNumber=...)` accepted: message_id, phone_number, message.
+        moto keeps no message attributes (SMSType, SenderID) of an SMS."""
+        return list(self._model_data().get("sns", {}).get("SMS", []))
+
+    def _model_data(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.endpoint_url}/moto-api/data.json", timeout=5.0, trust_env=False)
+        reply.raise_for_status()
+        data: dict[str, Any] = reply.json()
+        return data
 
     def ses_message(self, message_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
         """The sent email with this SES MessageId."""

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_plane.alerting import repository as alert_repo
 from control_plane.alerting.engine import AlertRule, Notification, NotificationKind, evaluate
 from control_plane.alerting.incidents import AlertEvent, apply_alert_event
-from control_plane.alerting.observation import INTAKE_WINDOW_S, IntakeRate, Observation
+from control_plane.alerting.observation import (
+    INTAKE_WINDOW_S,
+    NOTICE_WINDOW_S,
+    DeliveryCounts,
+    IntakeRate,
+    Observation,
+)
+from control_plane.notices import repository as notice_repo
 from control_plane.orders import repository as order_repo
 from control_plane.store.tables import OrderRow
 from control_plane.world import repository as world_repo
@@ -90,6 +97,12 @@ class AlertEvaluator:
             orders_held=order_repo.held_count(s),
             site_load_ratio={st.site.code: st.load_ratio for st in sites},
             intake=_intake_rates(s, now),
+            notices={
+                channel: DeliveryCounts(sent, failed)
+                for channel, (sent, failed) in notice_repo.outcomes_since(
+                    s, now - timedelta(seconds=NOTICE_WINDOW_S)
+                ).items()
+            },
         )
 
 

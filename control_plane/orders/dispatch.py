@@ -24,6 +24,7 @@ from control_plane.domain import AttemptOutcome, BreakerState, OrderLine, OrderR
 from control_plane.metrics import Metrics
 from control_plane.orders import fast_path as intake
 from control_plane.orders import repository as repo
+from control_plane.orders.slips import NoSlips, Slip, SlipReason, SlipSink
 from control_plane.store.db import retry_on_deadlock
 from control_plane.world.state import SiteStateCache
 from failover.backoff import retry_delay_s
@@ -84,8 +85,10 @@ class DispatchChain:
         eta: EtaModel,
         config: PipelineConfig,
         clock: Callable[[], datetime],
+        slips: SlipSink | None = None,
     ) -> None:
         self._sessions = sessions
+        self._slips: SlipSink = slips or NoSlips()
         self._intake = intake.Intake(sessions)
         self._sites = sites
         self._board = board
@@ -218,10 +221,12 @@ class DispatchChain:
                 self._note(s, trace, order_id, None, "held", "every candidate DC failed or refused", now)
                 trace.status, trace.site, trace.eta = OrderStatus.HELD, None, None
                 log.warning("order held", extra={"order_id": order_id, "last_site": site_code})
+                self._slips.record(s, [Slip.of(row, None, site_code, SlipReason.HELD)], now)
             else:
                 repo.route_to(row, current.site, current.eta, now, self._lease_until(now))
                 trace.status, trace.site, trace.eta = OrderStatus.ROUTED, current.site, current.eta
                 self._sites.note_routed(current.site)
+                self._slips.record(s, [Slip.of(row, current.eta, site_code, SlipReason.REROUTED)], now)
         return current, rest
 
     def _record_accepted(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_plane.auth import repository as audit_log
 from control_plane.domain import Actor, Conflict, FieldError, InvalidInput, NotFound, OrderStatus
 from control_plane.orders import repository as repo
+from control_plane.orders.slips import NoSlips, Slip, SlipReason, SlipSink
 from control_plane.store.db import retry_on_deadlock
 from control_plane.store.tables import OrderRow
 from control_plane.world.state import SiteStateCache
@@ -100,8 +101,10 @@ class OrderLifecycle:
         client: DcClient,
         clock: Callable[[], datetime],
         cancel_lease_s: float,
+        slips: SlipSink | None = None,
     ) -> None:
         self._sessions = sessions
+        self._slips: SlipSink = slips or NoSlips()
         self._sites = sites
         self._board = board
         self._client = client
@@ -165,10 +168,12 @@ class OrderLifecycle:
         )
         return EventOutcome.CONFLICT
 
-    @staticmethod
-    def _mark_shipped(s: Session, row: OrderRow, site: str, at: datetime, now: datetime, reason: str) -> None:
+    def _mark_shipped(
+        self, s: Session, row: OrderRow, site: str, at: datetime, now: datetime, reason: str
+    ) -> None:
         repo.ship(row, site, at, now)
         _note(s, row.id, site, SHIPPED, reason, now)
+        self._slips.shipped(s, row, now)
 
     def _cancelled_by_dc(self, s: Session, row: OrderRow, event: DcEvent, now: datetime) -> EventOutcome:
         """The DC gave the order up: if it lived there, hold it for the retry loop to route elsewhere.
@@ -180,6 +185,7 @@ class OrderLifecycle:
         if row.site == site and row.status in repo.LIVE_AT_DC:
             repo.release(s, site, repo.order_lines(s, row.id))
             repo.hold(row, now, next_attempt_at=now)
+            self._slips.record(s, [Slip.of(row, None, site, SlipReason.HELD)], now)
             reason = f"{site} cancelled it at {at.isoformat()} ({event.via}); held to be routed again"
             _note(s, row.id, site, CANCELLED_BY_DC, reason, now)
             log.warning("order cancelled by its DC; re-routing it", extra={"order_id": row.id, "site": site})
@@ -300,7 +306,13 @@ def build_lifecycle(ctx: AppContext) -> OrderLifecycle:
     by then, answered or not.
     """
     return OrderLifecycle(
-        ctx.sessions, ctx.sites, ctx.board, ctx.client, ctx.clock, 2 * ctx.settings.dc_cancel_timeout_s
+        ctx.sessions,
+        ctx.sites,
+        ctx.board,
+        ctx.client,
+        ctx.clock,
+        2 * ctx.settings.dc_cancel_timeout_s,
+        ctx.slips,
     )
 
 

@@ -18,6 +18,7 @@ from control_plane.domain import AttemptOutcome, OrderLine, OrderStatus
 from control_plane.orders import repository as repo
 from control_plane.orders.dispatch import DispatchChain, Trace, order_payload
 from control_plane.orders.repository import batches
+from control_plane.orders.slips import Slip, SlipReason
 from control_plane.store.db import retry_on_deadlock
 from failover.plan import Assignment
 from failover.routing import Candidate
@@ -109,6 +110,7 @@ class BatchMover(DispatchChain):
             routed: list[tuple[str, str, datetime]] = []
             held: list[tuple[str, datetime]] = []
             notes: list[tuple[str, repo.Attempt]] = []
+            slips: list[Slip] = []
             for r, pick in zip(rows, picks, strict=True):
                 move = moves[r.id] = Move(r.id)
                 trace = move.trace
@@ -117,6 +119,7 @@ class BatchMover(DispatchChain):
                     reason = "stock taken meanwhile" if lost_site in open_now else "stopped taking orders"
                     trace.attempts.append(repo.Attempt(now, lost_site, AttemptOutcome.NO_STOCK.value, reason))
                 if pick.first is None:
+                    slips.append(Slip.of(r, None, from_site, SlipReason.HELD))
                     held.append((r.id, self._held_until(now, r.attempts_count + 1)))
                     trace.attempts.append(
                         repo.Attempt(now, None, "held", "no site can take it after the failover")
@@ -126,6 +129,7 @@ class BatchMover(DispatchChain):
                     for line in lines[r.id]:
                         reserve[(pick.first.site, line.sku)] += line.qty
                     routed.append((r.id, pick.first.site, pick.first.eta))
+                    slips.append(Slip.of(r, pick.first.eta, from_site, SlipReason.MOVED))
                     trace.status, trace.site, trace.eta = OrderStatus.ROUTED, pick.first.site, pick.first.eta
                     payload = order_payload(r.id, repo.request_from_row(r, lines[r.id]))
                     move.send = partial(
@@ -139,6 +143,7 @@ class BatchMover(DispatchChain):
             batches.add_cancels(s, owed, from_site, FAILOVER_CANCEL, now)
             batches.route_many(s, routed, held, now, self._lease_until(now))
             batches.add_attempts(s, notes)
+            self._slips.record(s, slips, now)
         for _, site, _ in routed:
             self._sites.note_routed(site)
         return [moves[order_id] for order_id in by_id]

@@ -25,6 +25,7 @@ from control_plane.orders import fast_path as intake
 from control_plane.orders import repository as repo
 from control_plane.orders.dispatch import PipelineConfig, Trace, order_payload
 from control_plane.orders.moves import BatchMover
+from control_plane.orders.slips import Slip, SlipReason
 from failover.routing import Candidate, rank_candidates
 
 __all__ = ["OrderPipeline", "PipelineConfig", "SubmitResult", "Trace"]
@@ -164,10 +165,14 @@ class OrderPipeline(BatchMover):
                     )
                 if first_c is None:
                     repo.hold(row, now, self._held_until(now, repo.count_attempt(row, now)))
+                    if origin is not None:
+                        self._slips.record(s, [Slip.of(row, None, origin, SlipReason.HELD)], now)
                     return
                 first = first_c
                 repo.route_to(row, first.site, first.eta, now, self._lease_until(now))
                 self._sites.note_routed(first.site)
+                if origin is not None:
+                    self._slips.record(s, [Slip.of(row, first.eta, origin, SlipReason.MOVED)], now)
         payload = order_payload(order_id, req)
         self._dispatch_chain(
             trace, order_id, payload, first, rest, lines, origin=origin or first.site, reposted=reposted

@@ -97,7 +97,8 @@ class OutboxTable(Generic[T]):
     lane: str  # attribute of the row naming its lane
     done_at: str  # attribute stamped when the row ends ...
     payload: Callable[[Any], T]
-    breaker_name: Callable[[str], str] = lambda lane: lane
+    # None: the sender guards its own calls (it picks among several channels per item)
+    breaker_name: Callable[[str], str] | None = lambda lane: lane
     provider_id: str | None = None  # attribute for the provider's id, if the table keeps it
     done_at_statuses: frozenset[str] | None = None  # ... with one of these statuses (None: any)
 
@@ -176,6 +177,11 @@ class OutboxWorker(Generic[T]):
         now, policy = self._clock(), self._policy
         if policy.max_age_s is not None and (now - item.created_at).total_seconds() > policy.max_age_s:
             return Finished(EXPIRED, f"not delivered within {policy.max_age_s:g} s")
+        if self._table.breaker_name is None:
+            try:
+                return self._sender.send(item)
+            except Exception as exc:
+                return _failed(exc)
         breaker = self._breakers.get(self._table.breaker_name(item.lane))
         try:
             admission = breaker.admit()
@@ -185,7 +191,7 @@ class OutboxWorker(Generic[T]):
             outcome = self._sender.send(item)
         except Exception as exc:
             breaker.record_failure(admission, exc)
-            return Retry(str(exc)[:500] if isinstance(exc, OutboxError) else type(exc).__name__)
+            return _failed(exc)
         breaker.record_success(admission)
         return outcome
 
@@ -219,3 +225,7 @@ class OutboxWorker(Generic[T]):
             log.warning("%s: %s gave up after %s attempts: %s", self.name, item.key, item.attempts + 1,
                         outcome.error if isinstance(outcome, Retry) else "")  # fmt: skip
         self._on_outcome(item, status)
+
+
+def _failed(exc: Exception) -> Retry:
+    return Retry(str(exc)[:500] if isinstance(exc, OutboxError) else type(exc).__name__)

@@ -376,3 +376,54 @@ class AlertDeliveryRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     __table_args__ = (Index("ix_alert_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+class NoticeLetterRow(Base):
+    """One message owed to one customer about one incident, naming their late orders (an outbox)."""
+
+    __tablename__ = "notice_letters"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # delay | back_on_track
+    channel: Mapped[str] = mapped_column(String(32))  # email | sms | webhook: the outbox lane
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | suppressed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    provider_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    sent_via: Mapped[str | None] = mapped_column(String(32), nullable=True)  # smtp|ses|sns|log|webhook
+    detail: Mapped[str | None] = mapped_column(String(200), nullable=True)  # sms | lms, fallback reason
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    __table_args__ = (
+        Index("ix_notice_letters_status_next", "status", "next_attempt_at"),
+        # where a new late order of the same customer and incident joins a letter not yet sent
+        Index("ix_notice_letters_customer", "customer_id", "incident_id", "kind", "status"),
+    )
+
+
+class NoticeRow(Base):
+    """One late order's notice: unique per (order, incident, kind); sent as part of a letter."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # "<order>:<incident or ->:<kind>": unique, since a NULL incident would not be unique in SQL
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    letter_id: Mapped[int] = mapped_column(ForeignKey("notice_letters.id"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(128))
+    locale: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(32))  # email | sms | webhook; the letter says if it fell back
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | suppressed
+    reason: Mapped[str] = mapped_column(String(200))  # why it was late, or why it was suppressed
+    cause_site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    promised_by: Mapped[datetime] = mapped_column(UtcDateTime)
+    eta: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # None: held
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)  # it ended
