@@ -164,6 +164,8 @@ class SmtpSink:
         self._controller: Controller | None = None
         # every connection (aiosmtpd's per-connection SMTP protocol) a message was accepted on
         self._connections: list[SMTP] = []
+        self._hold_after: int | None = None
+        self._held: list[int] = []  # the client ports of the transactions held at RCPT
 
     @property
     def received(self) -> list[ReceivedEmail]:
@@ -208,12 +210,41 @@ class SmtpSink:
 
         asyncio.run_coroutine_threadsafe(close_all(), self._controller.loop).result(timeout=5)
 
+    def hold_after(self, n: int | None) -> None:
+        """Once `n` messages were accepted, hold every new transaction at RCPT (the client waits for
+        the answer, nothing is delivered) until `hold_after(None)`."""
+        with self._lock:
+            self._hold_after = n
+
+    @property
+    def held_ports(self) -> list[int]:
+        """The client-side ports of the connections held at RCPT right now."""
+        with self._lock:
+            return list(self._held)
+
     def stop(self) -> None:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
 
     # aiosmtpd hooks
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        port = int(session.peer[1]) if isinstance(session.peer, tuple) else 0
+        for _ in range(600):  # bounded: at most 60 s held
+            with self._lock:
+                holding = self._hold_after is not None and len(self._received) >= self._hold_after
+                if holding and port not in self._held:
+                    self._held.append(port)
+                if not holding:
+                    if port in self._held:
+                        self._held.remove(port)
+                    break
+            await asyncio.sleep(0.1)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
             if self._fail_next:
@@ -432,3 +463,21 @@ def _wait_until_answering(server: MotoServer, timeout_s: float) -> None:
                 return
         time.sleep(0.1)
     moto_unavailable(f"no answer on {server.endpoint_url} within {timeout_s}s")
+
+
+def pid_of_client(port: int) -> int | None:
+    """The process holding the loopback TCP socket whose local port is `port` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return int(pid)
+    return None

@@ -11,14 +11,15 @@ letter goes by the other one (e-mail <-> SMS) and says so. Each channel has its 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.domain import OrderStatus
@@ -63,6 +64,7 @@ class DeliveryConfig:
     backoff_base_s: float = 2.0
     backoff_max_s: float = 300.0
     batch: int = 20
+    parallelism: int = 4  # letters of a batch in flight at once (a channel may still send one at a time)
     rate_per_s: Mapping[str, float] | None = None  # per channel name; default `default_rate_per_s`
     default_rate_per_s: float = 50.0
 
@@ -92,7 +94,9 @@ class LetterSender:
         config: DeliveryConfig,
         clock: Callable[[], datetime],
     ) -> None:
-        self._sessions = sessions
+        # the send path runs on Core connections: a Session's setup and teardown per letter cost
+        # more CPU than its two statements
+        self._engine: Engine = sessions.kw["bind"]
         self._channels = channels  # by medium: email, sms, webhook
         self._board = board
         self._metrics = metrics
@@ -100,45 +104,52 @@ class LetterSender:
         self._cfg = config
         self._clock = clock
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._sent: dict[int, dict[str, int]] = {}  # per incident and medium, since the last drain
+        self._sent_lock = threading.Lock()  # a batch's letters are sent from several threads
+
+    def drain_sent(self) -> dict[int, dict[str, int]]:
+        with self._sent_lock:
+            sent, self._sent = self._sent, {}
+        return sent
 
     def send(self, item: Item[int]) -> Finished | Later:
+        """Send one letter and record it in the same transaction as its notices' new status."""
         now = self._clock()
-        with self._sessions() as s:
-            letter = repo.letter(s, item.payload)
-            lines = repo.letter_lines(s, item.payload)
-            incident_kind = repo.open_incident_kind(s, letter.incident_id) if letter else None
-        if letter is None or not lines:
+        with self._engine.connect() as conn:
+            letter = repo.letter_to_send(conn, item.payload)
+        if letter is None:
             return Finished("suppressed", "nothing left to tell")
-        due, quiet = [], []
-        for line in lines:
+        due: list[repo.LetterLine] = []
+        quiet: list[tuple[int, str]] = []
+        for line in letter.lines:
             why = suppression(line, now, self._policy.slack, letter.kind)
-            (quiet if why else due).append((line, why))
+            if why:
+                quiet.append((line.notice_id, why))
+            else:
+                due.append(line)
         if not due:
-            self._finish(letter.id, [], quiet, None, now, item.attempts)
-            return Finished("suppressed", quiet[0][1])
-        first = due[0][0]
-        kind = NoticeKind(letter.kind)
-        cause_site = next((ln.cause_site for ln, _ in due if ln.cause_site), None)
+            self._finish(letter, due, quiet, None, item.attempts, now)
+            return Finished("suppressed", quiet[0][1], recorded=True)
+        first = due[0]
+        cause_site = next((ln.cause_site for ln in due if ln.cause_site), None)
         text = letter_for(
-            self._policy,
-            kind,
-            first.customer_name,
-            first.locale,
-            cause_of(incident_kind, cause_site),
-            [
-                LetterOrder(
-                    ln.order_id,
-                    ln.order_number,
-                    ln.promised_by,
-                    ln.eta if ln.status != OrderStatus.HELD.value else None,
-                )
-                for ln, _ in due
-            ],
-        )
-        email, sms = render_email(text), render_sms(text)
+            self._policy, NoticeKind(letter.kind), first.customer_name, first.locale,
+            cause_of(letter.incident_kind, cause_site),
+            [LetterOrder(ln.order_id, ln.order_number, ln.promised_by,
+                         ln.eta if ln.status != OrderStatus.HELD.value else None) for ln in due],
+        )  # fmt: skip
+        # one key per message: the notice ids it names are sent once, so a receiver that sees the
+        # key again is seeing a re-send of the same message
+        envelope = Envelope(
+            key=f"drctl-notice-{due[0].notice_id}-{len(due)}",
+            to="",
+            email=render_email(text),
+            sms=render_sms(text),
+            data={"customer_id": letter.customer_id, "kind": letter.kind,
+                  "orders": [ln.order_number for ln in due]},
+        )  # fmt: skip
         errors: list[str] = []
-        planned = letter.channel
-        for medium in (planned, *FALLBACKS.get(planned, ())):
+        for medium in (letter.channel, *FALLBACKS.get(letter.channel, ())):
             to = _address(medium, first, letter.customer_id)
             channel = self._channels.get(medium)
             if to is None or channel is None:
@@ -152,43 +163,24 @@ class LetterSender:
             if not self._limiter.hit(self._rate(channel.name), channel.name):
                 breaker.record_success(admission)  # not attempted: no evidence either way
                 return Later(now + timedelta(seconds=1 / self._rate_value(channel.name)))
-            envelope = Envelope(
-                key=f"drctl-letter-{letter.id}",
-                to=to,
-                email=email,
-                sms=sms,
-                data={
-                    "customer_id": letter.customer_id,
-                    "kind": letter.kind,
-                    "orders": [ln.order_number for ln, _ in due],
-                },
-            )
             try:
-                sent = channel.send(envelope)
+                sent = channel.send(replace(envelope, to=to))
             except NoticeChannelError as exc:
                 breaker.record_failure(admission, exc)
                 errors.append(str(exc))
                 continue
             breaker.record_success(admission)
             detail = sent.detail
-            if medium != planned:
-                detail = f"fallback from {planned}: {'; '.join(errors) or 'no contact'}; {detail}".strip("; ")
-            self._finish(
-                letter.id,
-                [ln for ln, _ in due],
-                quiet,
-                (medium, channel.name, sent.provider_id, detail),
-                now,
-                item.attempts,
-            )
-            log.info(
-                "notice letter %s sent via %s to %s (%d orders)",
-                letter.id,
-                channel.name,
-                _masked(medium, to),
-                len(due),
-            )
-            return Finished("sent", detail or None, sent.provider_id)
+            if medium != letter.channel:
+                reasons = "; ".join(errors) or "no contact"
+                detail = "; ".join(p for p in (f"fallback from {letter.channel}: {reasons}", detail) if p)
+            delivered = repo.Delivered(medium, channel.name, sent.provider_id, detail)
+            ended = self._finish(letter, due, quiet, delivered, item.attempts, now)
+            log.info("notice letter %s sent via %s to %s (%d orders)", letter.letter_id, channel.name,
+                     _masked(medium, to), len(due))  # fmt: skip
+            if not ended:
+                return Later(now)  # orders joined it meanwhile: they go out next, on their own
+            return Finished("sent", detail or None, sent.provider_id, recorded=True)
         raise OutboxError("; ".join(errors) or "no channel can reach the customer")
 
     def _rate_value(self, name: str) -> float:
@@ -204,40 +196,26 @@ class LetterSender:
 
     def _finish(
         self,
-        letter_id: int,
-        sent: list[repo.LetterLine],
-        quiet: list[tuple[repo.LetterLine, str | None]],
-        via: tuple[str, str, str, str] | None,
-        now: datetime,
+        letter: repo.LetterToSend,
+        due: list[repo.LetterLine],
+        quiet: list[tuple[int, str]],
+        delivered: repo.Delivered | None,
         attempts: int,
-    ) -> None:
-        with self._sessions.begin() as s:
-            letter = repo.letter(s, letter_id)
-            assert letter is not None
-            for line, why in quiet:
-                repo.finish_notices(s, [line.notice_id], repo.SUPPRESSED, now, reason=why, attempts=attempts)
-            if via is not None:
-                medium, name, provider_id, detail = via
-                repo.finish_notices(
-                    s,
-                    [ln.notice_id for ln in sent],
-                    repo.SENT,
-                    now,
-                    provider_id=provider_id,
-                    attempts=attempts + 1,
-                )
-                letter.sent_via, letter.detail = name, detail[:200] or None
-                if letter.incident_id is not None:
-                    repo.note_sent_on_incident(s, letter.incident_id, len(sent), medium, now)
-            # orders that joined the letter after it was read go out in a letter of their own
-            read = {ln.notice_id for ln in sent} | {ln.notice_id for ln, _ in quiet}
-            joined = [i for i in repo.pending_of_letter(s, letter_id) if i not in read]
-            if joined:
-                repo.move_to_new_letter(s, letter, joined, now)
-        for line, _ in quiet:
-            self._metrics.notices_total.labels(_medium_label(line.notify_via), "suppressed").inc()
-        if via is not None:
-            self._metrics.notices_total.labels(via[0], "sent").inc(len(sent))
+        now: datetime,
+    ) -> bool:
+        sent_ids = [ln.notice_id for ln in due] if delivered is not None else []
+        with self._engine.begin() as conn:
+            ended = repo.finish_letter(conn, letter, sent_ids, quiet, delivered, attempts + 1, now)
+        medium_of = {ln.notice_id: ln.notify_via for ln in letter.lines}
+        for notice_id, _ in quiet:
+            self._metrics.notices_total.labels(_medium_label(medium_of[notice_id]), "suppressed").inc()
+        if delivered is not None:
+            self._metrics.notices_total.labels(delivered.channel, "sent").inc(len(sent_ids))
+            if letter.incident_id is not None:
+                with self._sent_lock:
+                    per = self._sent.setdefault(letter.incident_id, {})
+                    per[delivered.channel] = per.get(delivered.channel, 0) + len(sent_ids)
+        return ended
 
 
 class NoticeDelivery:
@@ -257,16 +235,16 @@ class NoticeDelivery:
         self._channels = channels
         self._metrics = metrics
         self._clock = clock
-        sender = LetterSender(sessions, channels, board, metrics, policy, config, clock)
+        self._sender = LetterSender(sessions, channels, board, metrics, policy, config, clock)
         self._worker: OutboxWorker[int] = OutboxWorker(
             "notices",
             sessions,
             LETTERS,
-            sender,
+            self._sender,
             board,
             OutboxPolicy(
                 # a send may take a timeout per step, and a fallback a second channel's
-                lease_s=config.batch * config.timeout_s * 4 + 5,
+                lease_s=config.batch * config.timeout_s * 2 + 5,
                 batch=config.batch,
                 max_attempts=config.max_attempts,
                 backoff_base_s=config.backoff_base_s,
@@ -274,20 +252,29 @@ class NoticeDelivery:
             ),
             clock,
             self._counted,
+            parallelism=config.parallelism,
         )
 
     def deliver_due(self, leading: Callable[[], bool] = lambda: True) -> int:
-        return self._worker.run_once(None, leading)
+        """Send one batch of due letters; return how many ended (sent or suppressed)."""
+        try:
+            return self._worker.run_once(None, leading)
+        finally:
+            sent = self._sender.drain_sent()
+            if sent:
+                with self._sessions.begin() as s:
+                    repo.note_on_timelines(s, sent, self._clock())
 
     def _counted(self, item: Item[int], status: str) -> None:
         if status not in ("retry", "failed"):
             return  # sent and suppressed are counted per notice by the sender
         now = self._clock()
         with self._sessions.begin() as s:
-            pending = repo.pending_of_letter(s, item.payload)
             if status == "failed":
-                repo.finish_notices(s, pending, repo.FAILED, now, attempts=item.attempts + 1)
-        self._metrics.notices_total.labels(_medium_label(item.lane), status).inc(len(pending))
+                n = repo.fail_letter_notices(s, item.payload, item.attempts + 1, now)
+            else:
+                n = repo.pending_count(s, item.payload)
+        self._metrics.notices_total.labels(_medium_label(item.lane), status).inc(n)
         log.warning("notice letter %s over %s: %s", item.payload, item.lane, status)
 
     def close(self) -> None:
@@ -312,8 +299,3 @@ def _masked(medium: str, to: str) -> str:
 
 def _medium_label(value: str) -> str:
     return value if value in ("email", "sms", "webhook") else "email"
-
-
-def delivery_snapshot(session: Session, now: datetime, window_s: float) -> dict[str, Any]:
-    """(sent, failed) per channel over the window, for the alert rules' observation."""
-    return repo.outcomes_since(session, now - timedelta(seconds=window_s))

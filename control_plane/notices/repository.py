@@ -1,6 +1,7 @@
 """The notices area's queries: notices and their letters, what a letter says at send time, listings.
 
-Functions take a Session and never commit: the caller owns the unit of work.
+Functions take a Session and never commit: the caller owns the unit of work. The send path's two
+(`letter_to_send`, `finish_letter`) take a Core Connection, for the same reason.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -138,7 +139,7 @@ def _letters_for(
 
 @dataclass(frozen=True, slots=True)
 class LetterLine:
-    """One notice of a letter with its order as it is now (for suppression at send time)."""
+    """One pending notice of a letter with its order as it is now (for suppression at send time)."""
 
     notice_id: int
     order_id: str
@@ -154,118 +155,172 @@ class LetterLine:
     cause_site: str | None
 
 
-def letter(session: Session, letter_id: int) -> NoticeLetterRow | None:
-    return session.get(NoticeLetterRow, letter_id)
+@dataclass(frozen=True, slots=True)
+class LetterToSend:
+    letter_id: int
+    customer_id: str
+    incident_id: int | None
+    incident_kind: str | None
+    kind: str
+    channel: str
+    lines: list[LetterLine]
 
 
-def letter_lines(session: Session, letter_id: int) -> list[LetterLine]:
-    """The letter's pending notices with their orders, in the order they were written."""
-    stmt = (
-        select(
-            NoticeRow.id,
-            OrderRow.id,
-            OrderRow.external_id,
-            OrderRow.status,
-            OrderRow.eta,
-            OrderRow.promised_by,
-            OrderRow.customer_name,
-            OrderRow.customer_email,
-            OrderRow.customer_phone,
-            OrderRow.customer_locale,
-            OrderRow.notify_via,
-            NoticeRow.cause_site,
-        )
-        .join(OrderRow, OrderRow.id == NoticeRow.order_id)
-        .where(NoticeRow.letter_id == letter_id, NoticeRow.status == PENDING)
-        .order_by(NoticeRow.id)
+# The send path runs prebuilt Core statements with bound parameters: ORM-enabled UPDATEs (with
+# their session synchronisation) and statements built per call cost more CPU than the sends.
+_letters = NoticeLetterRow.__table__
+_orders = OrderRow.__table__
+_incidents = IncidentRow.__table__
+_LETTER_TO_SEND = (
+    select(
+        _letters.c.customer_id, _letters.c.incident_id, _incidents.c.kind, _letters.c.kind,
+        _letters.c.channel,
+        _notices.c.id, _orders.c.id, _orders.c.external_id, _orders.c.status, _orders.c.eta,
+        _orders.c.promised_by, _orders.c.customer_name, _orders.c.customer_email, _orders.c.customer_phone,
+        _orders.c.customer_locale, _orders.c.notify_via, _notices.c.cause_site,
     )
-    return [LetterLine(*row) for row in session.execute(stmt)]
+    .select_from(_letters)
+    .join(_notices, _notices.c.letter_id == _letters.c.id)
+    .join(_orders, _orders.c.id == _notices.c.order_id)
+    .outerjoin(_incidents, _incidents.c.id == _letters.c.incident_id)
+    .where(_letters.c.id == bindparam("p_letter"), _notices.c.status == PENDING)
+    .order_by(_notices.c.id)
+)  # fmt: skip
+_NOTICES_SENT = (
+    update(_notices)
+    .where(_notices.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(status=SENT, sent_at=bindparam("p_now"), done_at=bindparam("p_now"),
+            provider_id=bindparam("p_provider_id"), attempts=bindparam("p_attempts"))
+)  # fmt: skip
+_NOTICES_SUPPRESSED = (
+    update(_notices)
+    .where(_notices.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(status=SUPPRESSED, reason=bindparam("p_reason"), done_at=bindparam("p_now"),
+            attempts=bindparam("p_attempts"))
+)  # fmt: skip
+_COUNT_ON_INCIDENT = (
+    update(_incidents)
+    .where(_incidents.c.id == bindparam("p_incident"))
+    .values(notices=_incidents.c.notices + bindparam("p_n"))
+)
+_STILL_PENDING = (
+    select(_notices.c.id).where(_notices.c.letter_id == _letters.c.id, _notices.c.status == PENDING).exists()
+)
+_LETTER_SENT = (
+    update(_letters)
+    .where(_letters.c.id == bindparam("p_letter"), ~_STILL_PENDING)
+    .values(status=SENT, attempts=bindparam("p_attempts"), sent_at=bindparam("p_now"),
+            provider_id=bindparam("p_provider_id"), sent_via=bindparam("p_via"), detail=bindparam("p_detail"))
+)  # fmt: skip
+_LETTER_SUPPRESSED = (
+    update(_letters)
+    .where(_letters.c.id == bindparam("p_letter"), ~_STILL_PENDING)
+    .values(status=SUPPRESSED, attempts=bindparam("p_attempts"))
+)
+_LETTER_AGAIN = (
+    update(_letters)
+    .where(_letters.c.id == bindparam("p_letter"))
+    .values(attempts=0, next_attempt_at=bindparam("p_now"))
+)
 
 
-def finish_notices(
-    session: Session,
-    notice_ids: Sequence[int],
-    status: str,
+def letter_to_send(conn: Connection, letter_id: int) -> LetterToSend | None:
+    """The letter with its pending notices and their orders, in one query; None when none is left."""
+    rows = conn.execute(_LETTER_TO_SEND, {"p_letter": letter_id}).all()
+    if not rows:
+        return None
+    customer, incident_id, incident_kind, kind, channel = rows[0][:5]
+    return LetterToSend(letter_id, customer, incident_id, incident_kind, kind, channel,
+                        [LetterLine(*r[5:]) for r in rows])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    channel: str  # the medium it went by: email | sms | webhook
+    via: str  # the channel's name: smtp | ses | sns | webhook | log
+    provider_id: str
+    detail: str
+
+
+def finish_letter(
+    conn: Connection,
+    letter: LetterToSend,
+    sent: Sequence[int],
+    quiet: Sequence[tuple[int, str]],
+    delivered: Delivered | None,
+    attempts: int,
     now: datetime,
-    reason: str | None = None,
-    provider_id: str | None = None,
-    attempts: int | None = None,
-) -> None:
-    if not notice_ids:
-        return
-    values: dict[str, object] = {"status": status, "done_at": now}
-    if status == SENT:
-        values.update(sent_at=now, provider_id=provider_id)
-    if reason is not None:
-        values["reason"] = reason[:200]
-    if attempts is not None:
-        values["attempts"] = attempts
-    session.execute(
+) -> bool:
+    """Record what one send did: notices sent (or suppressed, with the reason), the incident's
+    counter, and the letter's end, unless orders joined it while it was being sent: then it stays
+    pending (due now) for them alone, and False is returned."""
+    if sent and delivered is not None:
+        provider_id = delivered.provider_id[:300]
+        conn.execute(_NOTICES_SENT, {"p_ids": list(sent), "p_now": now, "p_provider_id": provider_id,
+                                     "p_attempts": attempts})  # fmt: skip
+        if letter.incident_id is not None:
+            conn.execute(_COUNT_ON_INCIDENT, {"p_incident": letter.incident_id, "p_n": len(sent)})
+    by_reason: dict[str, list[int]] = {}
+    for notice_id, why in quiet:
+        by_reason.setdefault(why, []).append(notice_id)
+    for why, ids in by_reason.items():
+        conn.execute(_NOTICES_SUPPRESSED, {"p_ids": ids, "p_reason": why[:200], "p_now": now,
+                                           "p_attempts": attempts})  # fmt: skip
+    if delivered is None:
+        ended = conn.execute(_LETTER_SUPPRESSED, {"p_letter": letter.letter_id, "p_attempts": attempts})
+    else:
+        ended = conn.execute(
+            _LETTER_SENT,
+            {"p_letter": letter.letter_id, "p_attempts": attempts, "p_now": now,
+             "p_provider_id": delivered.provider_id[:300], "p_via": delivered.via,
+             "p_detail": delivered.detail[:200] or None},
+        )  # fmt: skip
+    if ended.rowcount:
+        return True
+    conn.execute(_LETTER_AGAIN, {"p_letter": letter.letter_id, "p_now": now})
+    return False
+
+
+def fail_letter_notices(session: Session, letter_id: int, attempts: int, now: datetime) -> int:
+    """The letter gave up: its pending notices fail with it; return how many."""
+    return session.execute(
         update(NoticeRow)
-        .where(NoticeRow.id.in_(list(notice_ids)), NoticeRow.status == PENDING)
-        .values(**values)
-    )
+        .where(NoticeRow.letter_id == letter_id, NoticeRow.status == PENDING)
+        .values(status=FAILED, done_at=now, attempts=attempts)
+    ).rowcount  # fmt: skip
 
 
-def pending_of_letter(session: Session, letter_id: int) -> list[int]:
-    stmt = select(NoticeRow.id).where(NoticeRow.letter_id == letter_id, NoticeRow.status == PENDING)
-    return list(session.scalars(stmt))
-
-
-def move_to_new_letter(
-    session: Session, old: NoticeLetterRow, notice_ids: Sequence[int], now: datetime
-) -> int:
-    """Notices that joined a letter after it was read for sending go out in a letter of their own."""
-    new = NoticeLetterRow(
-        customer_id=old.customer_id,
-        incident_id=old.incident_id,
-        kind=old.kind,
-        channel=old.channel,
-        status=PENDING,
-        attempts=0,
-        created_at=now,
-        next_attempt_at=now,
-    )
-    session.add(new)
-    session.flush()
-    session.execute(update(NoticeRow).where(NoticeRow.id.in_(list(notice_ids))).values(letter_id=new.id))
-    return new.id
+def pending_count(session: Session, letter_id: int) -> int:
+    stmt = select(func.count()).where(NoticeRow.letter_id == letter_id, NoticeRow.status == PENDING)
+    return int(session.scalar(stmt) or 0)
 
 
 NOTICES_EVENT = "notices_sent"
 MERGE_EVENTS_S = 60.0
 
 
-def note_sent_on_incident(session: Session, incident_id: int, n: int, channel: str, now: datetime) -> None:
-    """Count `n` notices on the incident, and show them on its timeline: one event per minute,
-    updated as letters go out, rather than one per customer."""
-    session.execute(
-        update(IncidentRow).where(IncidentRow.id == incident_id).values(notices=IncidentRow.notices + n)
-    )
-    last = session.scalar(
-        select(IncidentEventRow)
-        .where(
-            IncidentEventRow.incident_id == incident_id,
-            IncidentEventRow.kind == NOTICES_EVENT,
-            IncidentEventRow.at >= now - timedelta(seconds=MERGE_EVENTS_S),
-        )
-        .order_by(IncidentEventRow.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-    counts: dict[str, int] = dict((last.data or {}).get("sent", {})) if last is not None else {}
-    counts[channel] = counts.get(channel, 0) + n
-    total = sum(counts.values())
-    by = ", ".join(f"{c} {k}" for c, k in sorted(counts.items()))
-    message = f"delay notices sent to customers: {total} orders ({by})"
-    if last is None:
-        session.add(
-            IncidentEventRow(
-                incident_id=incident_id, at=now, kind=NOTICES_EVENT, message=message, data={"sent": counts}
-            )
-        )
-    else:
-        last.message, last.data = message, {"sent": counts}
+def note_on_timelines(session: Session, sent: dict[int, dict[str, int]], now: datetime) -> None:
+    """Show notices sent on their incidents' timelines: one event a minute per incident, updated as
+    letters go out, rather than one per customer."""
+    for incident_id, by_channel in sorted(sent.items()):
+        last = session.scalar(
+            select(IncidentEventRow)
+            .where(IncidentEventRow.incident_id == incident_id, IncidentEventRow.kind == NOTICES_EVENT,
+                   IncidentEventRow.at >= now - timedelta(seconds=MERGE_EVENTS_S))
+            .order_by(IncidentEventRow.id.desc())
+            .limit(1)
+            .with_for_update()
+        )  # fmt: skip
+        counts: dict[str, int] = dict((last.data or {}).get("sent", {})) if last is not None else {}
+        for channel, n in by_channel.items():
+            counts[channel] = counts.get(channel, 0) + n
+        by = ", ".join(f"{c} {k}" for c, k in sorted(counts.items()))
+        message = f"delay notices sent to customers: {sum(counts.values())} orders ({by})"
+        if last is None:
+            session.add(IncidentEventRow(incident_id=incident_id, at=now, kind=NOTICES_EVENT, message=message,
+                                         data={"sent": counts}))  # fmt: skip
+        else:
+            last.message, last.data = message, {"sent": counts}
 
 
 def list_notices(
@@ -311,13 +366,6 @@ def outcomes_since(session: Session, since: datetime) -> dict[str, tuple[int, in
 
 def order_of(session: Session, order_id: str) -> OrderRow | None:
     return session.get(OrderRow, order_id)
-
-
-def open_incident_kind(session: Session, incident_id: int | None) -> str | None:
-    if incident_id is None:
-        return None
-    row = session.get(IncidentRow, incident_id)
-    return row.kind if row is not None else None
 
 
 def held_orders_near_promise(session: Session, before: datetime, limit: int) -> list[OrderRow]:

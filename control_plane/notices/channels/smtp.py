@@ -7,13 +7,15 @@ import socket
 import ssl
 import threading
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import Message
+from email.policy import compat32
 from email.utils import parseaddr
 
 from control_plane.notices.channels.base import Medium, NoticeChannelError
 from control_plane.notices.channels.mime import address_domain, notice_email, single_address
 from control_plane.notices.letters import Envelope, Sent
 
+_WIRE = compat32.clone(linesep="\r\n")  # SMTP wants CRLF line ends; sendmail() leaves bytes as they are
 _SERVER_CLOSING = 421  # "service not available, closing transmission channel"
 
 
@@ -74,7 +76,7 @@ class SmtpNoticeChannel:
             except (smtplib.SMTPException, OSError):
                 smtp.close()
 
-    def _deliver(self, message: EmailMessage, to: str) -> None:
+    def _deliver(self, message: Message, to: str) -> None:
         reused = self._smtp is not None
         try:
             self._send_on(self._connection(), message, to)
@@ -83,9 +85,10 @@ class SmtpNoticeChannel:
                 raise
             self._send_on(self._connection(), message, to)
 
-    def _send_on(self, smtp: smtplib.SMTP, message: EmailMessage, to: str) -> None:
+    def _send_on(self, smtp: smtplib.SMTP, message: Message, to: str) -> None:
         try:
-            smtp.send_message(message, from_addr=self._envelope_from, to_addrs=[to])
+            # flattened once here: send_message would run the generator again on every call
+            smtp.sendmail(self._envelope_from, [to], message.as_bytes(policy=_WIRE))
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
             # smtplib has reset the transaction (the connection serves the next send) or, on a
             # 421, closed the socket
