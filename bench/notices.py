@@ -109,7 +109,7 @@ def write_late_orders(url: str, world_path: Path, n: int) -> None:
                 req = OrderIn.model_validate(body).to_request(now, 48)
                 eta = req.promised_by + timedelta(hours=6)
                 # accepted by its DC: nothing for the retry loop to do with it meanwhile
-            order_repo.insert_order(s, f"o-{i}", req, OrderStatus.ACCEPTED, "daejeon", eta, now, None)
+                order_repo.insert_order(s, f"o-{i}", req, OrderStatus.ACCEPTED, "daejeon", eta, now, None)
                 row = order_repo.get_order(s, f"o-{i}")
                 assert row is not None
                 slips.append(Slip.of(row, eta, "icheon", SlipReason.MOVED))
@@ -121,8 +121,9 @@ def delivery_for(url: str, port: int) -> tuple[NoticeDelivery, Any]:
     engine = make_engine(url, pool_size=6)
     channel = SmtpNoticeChannel("127.0.0.1", port, SENDER)
     delivery = NoticeDelivery(
-        make_session_factory(engine), {"email": channel, "sms": channel}, BreakerBoard(BreakerPolicy(5, 30, 1)),
-        Metrics(CollectorRegistry()), POLICY, DeliveryConfig(rate_per_s={"smtp": 1e6}),
+        make_session_factory(engine), {"email": channel, "sms": channel},
+        BreakerBoard(BreakerPolicy(5, 30, 1)), Metrics(CollectorRegistry()), POLICY,
+        DeliveryConfig(rate_per_s={"smtp": 1e6}),
         lambda: datetime.now(UTC),
     )  # fmt: skip
     return delivery, engine
