@@ -21,6 +21,7 @@ from control_plane.domain import OrderStatus
 from control_plane.metrics import Metrics
 from control_plane.notices.channels import LogNoticeChannel, NoticeChannel, SmtpNoticeChannel
 from control_plane.notices.jobs import DeliveryConfig, NoticeDelivery
+from control_plane.notices.letters import Envelope, Sent
 from control_plane.notices.service import NoticePolicy, NoticeWriter
 from control_plane.operations import repository as incident_repo
 from control_plane.orders import repository as order_repo
@@ -203,3 +204,39 @@ def test_when_email_fails_a_customer_with_a_phone_is_told_by_sms_and_the_letter_
     assert (letters["cust-1"].detail or "").startswith("fallback from email: smtp:")
     assert (letters["cust-2"].status, letters["cust-2"].attempts) == ("pending", 1)
     assert world.notices()["e-1"][0] == "pending"
+
+
+class _JoinsWhileSending:
+    """A channel during whose send another late order of the same customer joins the letter."""
+
+    name, medium = "log", "email"
+
+    def __init__(self, world: World, inner: NoticeChannel, late: OrderRow) -> None:
+        self._world, self._inner, self._late, self.sent = world, inner, late, 0
+
+    def send(self, envelope: Envelope) -> Sent:
+        if self.sent == 0:
+            self._world.slip([self._late], eta=timedelta(hours=30))
+        self.sent += 1
+        return self._inner.send(envelope)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_an_order_that_joins_a_letter_while_it_is_sent_goes_out_next_on_its_own(world: World) -> None:
+    world.incident("icheon")
+    first = world.order("o-1", "cust-1", timedelta(hours=20))
+    second = world.order("o-2", "cust-1", timedelta(hours=20))
+    world.slip([first], eta=timedelta(hours=30))
+    world.clock.now += timedelta(seconds=31)
+    channel = _JoinsWhileSending(world, LogNoticeChannel(world.log_path), second)
+    delivery = world.delivery({"email": channel, "sms": channel})
+    # the letter's send was for o-1 only; o-2 joined meanwhile and is still owed
+    delivery.deliver_due()
+    assert world.notices()["o-1"][0] == "sent" and world.notices()["o-2"][0] == "pending"
+    # the next pass sends it in a message of its own: two messages, each order named once
+    delivery.deliver_due()
+    assert {k: v[0] for k, v in world.notices().items()} == {"o-1": "sent", "o-2": "sent"}
+    keys = [line["key"] for line in world.logged()]
+    assert len(keys) == 2 and len(set(keys)) == 2

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -30,6 +32,7 @@ from control_plane.notices.contacts import mask_email, mask_phone, to_e164
 from control_plane.notices.letters import Envelope, LetterOrder, NoticeKind
 from control_plane.notices.render import render_email, render_sms
 from control_plane.notices.service import NoticePolicy, cause_of, letter_for
+from control_plane.store.db import autocommit_connection
 from control_plane.store.outbox import (
     Finished,
     Item,
@@ -107,6 +110,15 @@ class LetterSender:
         self._sent: dict[int, dict[str, int]] = {}  # per incident and medium, since the last drain
         self._sent_lock = threading.Lock()  # a batch's letters are sent from several threads
 
+    @contextmanager
+    def _pg(self) -> Iterator[Any]:
+        """A cursor in autocommit mode on PostgreSQL (the send path's hot loop); else None."""
+        if self._engine.dialect.name != "postgresql":
+            yield None
+            return
+        with autocommit_connection(self._engine) as conn, conn.cursor() as cur:
+            yield cur
+
     def drain_sent(self) -> dict[int, dict[str, int]]:
         with self._sent_lock:
             sent, self._sent = self._sent, {}
@@ -115,8 +127,12 @@ class LetterSender:
     def send(self, item: Item[int]) -> Finished | Later:
         """Send one letter and record it in the same transaction as its notices' new status."""
         now = self._clock()
-        with self._engine.connect() as conn:
-            letter = repo.letter_to_send(conn, item.payload)
+        with self._pg() as cur:
+            if cur is not None:
+                letter = repo.letter_to_send_pg(cur, item.payload)
+            else:
+                with self._engine.connect() as conn:
+                    letter = repo.letter_to_send(conn, item.payload)
         if letter is None:
             return Finished("suppressed", "nothing left to tell")
         due: list[repo.LetterLine] = []
@@ -204,8 +220,12 @@ class LetterSender:
         now: datetime,
     ) -> bool:
         sent_ids = [ln.notice_id for ln in due] if delivered is not None else []
-        with self._engine.begin() as conn:
-            ended = repo.finish_letter(conn, letter, sent_ids, quiet, delivered, attempts + 1, now)
+        with self._pg() as cur:
+            if cur is not None:
+                ended = repo.finish_letter_pg(cur, letter, sent_ids, quiet, delivered, attempts + 1, now)
+            else:
+                with self._engine.begin() as conn:
+                    ended = repo.finish_letter(conn, letter, sent_ids, quiet, delivered, attempts + 1, now)
         medium_of = {ln.notice_id: ln.notify_via for ln in letter.lines}
         for notice_id, _ in quiet:
             self._metrics.notices_total.labels(_medium_label(medium_of[notice_id]), "suppressed").inc()

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect  # noqa: F401  (registers it)
 from sqlalchemy.orm import Session
 
 from control_plane.store.tables import IncidentEventRow, IncidentRow, NoticeLetterRow, NoticeRow, OrderRow
@@ -226,7 +228,10 @@ _LETTER_AGAIN = (
 
 def letter_to_send(conn: Connection, letter_id: int) -> LetterToSend | None:
     """The letter with its pending notices and their orders, in one query; None when none is left."""
-    rows = conn.execute(_LETTER_TO_SEND, {"p_letter": letter_id}).all()
+    return _letter_of_rows(letter_id, conn.execute(_LETTER_TO_SEND, {"p_letter": letter_id}).all())
+
+
+def _letter_of_rows(letter_id: int, rows: Sequence[Sequence[Any]]) -> LetterToSend | None:
     if not rows:
         return None
     customer, incident_id, incident_kind, kind, channel = rows[0][:5]
@@ -254,6 +259,8 @@ def finish_letter(
     """Record what one send did: notices sent (or suppressed, with the reason), the incident's
     counter, and the letter's end, unless orders joined it while it was being sent: then it stays
     pending (due now) for them alone, and False is returned."""
+    if conn.dialect.name == "postgresql":
+        return _finish_letter_pg(conn, letter, sent, quiet, delivered, attempts, now)
     if sent and delivered is not None:
         provider_id = delivered.provider_id[:300]
         conn.execute(_NOTICES_SENT, {"p_ids": list(sent), "p_now": now, "p_provider_id": provider_id,
@@ -401,3 +408,107 @@ def letters_by_id(session: Session, ids: set[int]) -> dict[int, NoticeLetterRow]
     return {
         r.id: r for r in session.scalars(select(NoticeLetterRow).where(NoticeLetterRow.id.in_(sorted(ids))))
     }
+
+
+# PostgreSQL: what `finish_letter` does in one statement (data-modifying CTEs), so recording a
+# send is one round trip and one commit. The CTEs all see the snapshot from before the statement,
+# so "no other notice of the letter is pending" must leave out the ones this statement ends; each
+# data-modifying CTE runs once, to completion, whether the final UPDATE reads it or not.
+_PG_FINISH = text(
+    """
+WITH sent AS (
+    UPDATE notices SET status = 'sent', sent_at = :now, done_at = :now, provider_id = :provider_id,
+        attempts = :attempts
+    WHERE id = ANY(CAST(:sent_ids AS bigint[])) AND status = 'pending'
+    RETURNING id
+), quiet AS (
+    UPDATE notices SET status = 'suppressed', reason = q.reason, done_at = :now, attempts = :attempts
+    FROM unnest(CAST(:quiet_ids AS bigint[]), CAST(:quiet_reasons AS text[])) AS q(id, reason)
+    WHERE notices.id = q.id AND notices.status = 'pending'
+    RETURNING notices.id
+), counted AS (
+    UPDATE incidents SET notices = notices + (SELECT count(*) FROM sent)
+    WHERE id = :incident_id
+    RETURNING id
+), ended AS (
+    UPDATE notice_letters SET status = :status, attempts = :attempts, sent_at = :sent_at,
+        provider_id = :provider_id, sent_via = :via, detail = :detail
+    WHERE id = :letter AND NOT EXISTS (
+        SELECT 1 FROM notices
+        WHERE letter_id = :letter AND status = 'pending' AND id <> ALL(CAST(:read_ids AS bigint[]))
+    )
+    RETURNING id
+)
+UPDATE notice_letters SET attempts = 0, next_attempt_at = :now
+WHERE id = :letter AND NOT EXISTS (SELECT 1 FROM ended)
+RETURNING id
+"""
+)
+
+
+def _finish_letter_pg(
+    conn: Connection,
+    letter: LetterToSend,
+    sent: Sequence[int],
+    quiet: Sequence[tuple[int, str]],
+    delivered: Delivered | None,
+    attempts: int,
+    now: datetime,
+) -> bool:
+    again = conn.execute(_PG_FINISH, _pg_finish_params(letter, sent, quiet, delivered, attempts, now)).first()
+    return again is None
+
+
+def _pg_finish_params(
+    letter: LetterToSend,
+    sent: Sequence[int],
+    quiet: Sequence[tuple[int, str]],
+    delivered: Delivered | None,
+    attempts: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "now": now,
+        "attempts": attempts,
+        "letter": letter.letter_id,
+        "incident_id": letter.incident_id if delivered is not None else None,
+        "sent_ids": list(sent) if delivered is not None else [],
+        "quiet_ids": [i for i, _ in quiet],
+        "quiet_reasons": [why[:200] for _, why in quiet],
+        "read_ids": [*sent, *(i for i, _ in quiet)],
+        "status": SUPPRESSED if delivered is None else SENT,
+        "sent_at": now if delivered is not None else None,
+        "provider_id": delivered.provider_id[:300] if delivered is not None else None,
+        "via": delivered.via if delivered is not None else None,
+        "detail": (delivered.detail[:200] or None) if delivered is not None else None,
+    }
+
+
+# The same two statements run straight on a psycopg connection in autocommit mode: the send path
+# is the outbox's hot loop, and SQLAlchemy's execution layer costs more CPU than the round trips
+# (as in orders.fast_path). Compiled once from the statements above, so the SQL is written once.
+_PG_DIALECT = postgresql.psycopg.dialect()
+_PG_LETTER = _LETTER_TO_SEND.compile(dialect=_PG_DIALECT)
+_PG_LETTER_SQL, _PG_LETTER_PARAMS = str(_PG_LETTER), dict(_PG_LETTER.params)  # the literal 'pending'
+
+_PG_FINISH_SQL = str(_PG_FINISH.compile(dialect=_PG_DIALECT))
+
+
+def letter_to_send_pg(cur: Any, letter_id: int) -> LetterToSend | None:
+    """`letter_to_send` on a psycopg cursor (autocommit)."""
+    cur.execute(_PG_LETTER_SQL, {**_PG_LETTER_PARAMS, "p_letter": letter_id})
+    return _letter_of_rows(letter_id, cur.fetchall())
+
+
+def finish_letter_pg(
+    cur: Any,
+    letter: LetterToSend,
+    sent: Sequence[int],
+    quiet: Sequence[tuple[int, str]],
+    delivered: Delivered | None,
+    attempts: int,
+    now: datetime,
+) -> bool:
+    """`finish_letter` on a psycopg cursor (autocommit: the one statement is its own transaction)."""
+    cur.execute(_PG_FINISH_SQL, _pg_finish_params(letter, sent, quiet, delivered, attempts, now))
+    return cur.fetchone() is None

@@ -32,6 +32,7 @@ from control_plane.orders.repository import (
     order_values,
     reserve,
 )
+from control_plane.store.db import autocommit_connection
 
 # --- the intake's units of work: taking a new order, and recording a DC's acknowledgement ---
 
@@ -294,14 +295,5 @@ class Intake:
             with self._sessions.begin() as s:
                 yield _SessionIntake(s)
             return
-        pooled = self._pg.raw_connection()
-        conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
-        try:
-            conn.autocommit = True
+        with autocommit_connection(self._pg) as conn:
             yield _PgIntake(conn)
-        finally:
-            if conn.broken:
-                pooled.invalidate()  # a dead connection must not go back to the pool
-            else:
-                conn.autocommit = False  # the pool's other users expect SQLAlchemy's transactions
-            pooled.close()
