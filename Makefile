@@ -36,6 +36,7 @@ bench: venv system-deps postgres
 	$(PY) -m bench.bia
 	$(PY) -m bench.monitor
 	$(PY) -m bench.failover
+	$(PY) -m bench.notices
 
 clean:
 	rm -rf $(VENV) .drctl .pytest_cache .ruff_cache

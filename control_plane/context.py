@@ -205,7 +205,9 @@ def build_context(
 def notice_channels(settings: Settings) -> dict[str, NoticeChannel]:
     """The channel per medium (email, sms, webhook) the settings name; `log` is the embedded default."""
     timeout = settings.notice_timeout_s
-    log_channel = LogNoticeChannel(Path(settings.notice_log_path))
+    log_path = Path(settings.notice_log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_channel = LogNoticeChannel(log_path)
     email: NoticeChannel = log_channel
     if settings.notice_email_channel == "smtp":
         password = settings.notice_smtp_password

@@ -201,6 +201,7 @@ def _serve_demo(
         console.print(f"  control plane     {base}/docs")
         console.print(f"  sites             curl -H 'Authorization: Bearer $TOKEN' {base}/v1/sites")
         console.print(f"  metrics           {base}/metrics")
+        console.print(f"  customer notices  {settings.notice_log_path} (after e.g. drctl failover icheon)")
         console.print(f"  order stream      {rate:g} orders/s")
         console.print("  admin token (shown once):")
         print(f"  {token}", flush=True)
