@@ -220,12 +220,13 @@ class LetterSender:
         now: datetime,
     ) -> bool:
         sent_ids = [ln.notice_id for ln in due] if delivered is not None else []
+        outcome = repo.LetterOutcome(letter, sent_ids, quiet, delivered, attempts + 1, now)
         with self._pg() as cur:
             if cur is not None:
-                ended = repo.finish_letter_pg(cur, letter, sent_ids, quiet, delivered, attempts + 1, now)
+                ended = repo.finish_letter_pg(cur, outcome)
             else:
                 with self._engine.begin() as conn:
-                    ended = repo.finish_letter(conn, letter, sent_ids, quiet, delivered, attempts + 1, now)
+                    ended = repo.finish_letter(conn, outcome)
         medium_of = {ln.notice_id: ln.notify_via for ln in letter.lines}
         for notice_id, _ in quiet:
             self._metrics.notices_total.labels(_medium_label(medium_of[notice_id]), "suppressed").inc()

@@ -247,20 +247,25 @@ class Delivered:
     detail: str
 
 
-def finish_letter(
-    conn: Connection,
-    letter: LetterToSend,
-    sent: Sequence[int],
-    quiet: Sequence[tuple[int, str]],
-    delivered: Delivered | None,
-    attempts: int,
-    now: datetime,
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class LetterOutcome:
+    """What one attempt at a letter did, to be recorded."""
+
+    letter: LetterToSend
+    sent: Sequence[int]  # notice ids the message named (empty when nothing was sent)
+    quiet: Sequence[tuple[int, str]]  # notice ids suppressed, with the reason
+    delivered: Delivered | None  # None: nothing was sent (all suppressed)
+    attempts: int
+    now: datetime
+
+
+def finish_letter(conn: Connection, outcome: LetterOutcome) -> bool:
     """Record what one send did: notices sent (or suppressed, with the reason), the incident's
     counter, and the letter's end, unless orders joined it while it was being sent: then it stays
-    pending (due now) for them alone, and False is returned."""
-    if conn.dialect.name == "postgresql":
-        return _finish_letter_pg(conn, letter, sent, quiet, delivered, attempts, now)
+    pending (due now) for them alone, and False is returned. (Any dialect; on PostgreSQL the send
+    path runs `finish_letter_pg`, the same in one statement.)"""
+    letter, sent, quiet, delivered = outcome.letter, outcome.sent, outcome.quiet, outcome.delivered
+    attempts, now = outcome.attempts, outcome.now
     if sent and delivered is not None:
         provider_id = delivered.provider_id[:300]
         conn.execute(_NOTICES_SENT, {"p_ids": list(sent), "p_now": now, "p_provider_id": provider_id,
@@ -352,11 +357,6 @@ def get_notice(session: Session, notice_id: int) -> tuple[NoticeRow, NoticeLette
     return row, letter_row
 
 
-def status_counts(session: Session) -> dict[str, int]:
-    stmt = select(NoticeRow.status, func.count()).group_by(NoticeRow.status)
-    return {status: int(n) for status, n in session.execute(stmt)}
-
-
 def outcomes_since(session: Session, since: datetime) -> dict[str, tuple[int, int]]:
     """(sent, failed) notices per channel that ended since `since` (for NoticeDeliveryFailing)."""
     stmt = (
@@ -446,30 +446,12 @@ RETURNING id
 )
 
 
-def _finish_letter_pg(
-    conn: Connection,
-    letter: LetterToSend,
-    sent: Sequence[int],
-    quiet: Sequence[tuple[int, str]],
-    delivered: Delivered | None,
-    attempts: int,
-    now: datetime,
-) -> bool:
-    again = conn.execute(_PG_FINISH, _pg_finish_params(letter, sent, quiet, delivered, attempts, now)).first()
-    return again is None
-
-
-def _pg_finish_params(
-    letter: LetterToSend,
-    sent: Sequence[int],
-    quiet: Sequence[tuple[int, str]],
-    delivered: Delivered | None,
-    attempts: int,
-    now: datetime,
-) -> dict[str, Any]:
+def _pg_finish_params(outcome: LetterOutcome) -> dict[str, Any]:
+    letter, sent, quiet, delivered = outcome.letter, outcome.sent, outcome.quiet, outcome.delivered
+    now = outcome.now
     return {
         "now": now,
-        "attempts": attempts,
+        "attempts": outcome.attempts,
         "letter": letter.letter_id,
         "incident_id": letter.incident_id if delivered is not None else None,
         "sent_ids": list(sent) if delivered is not None else [],
@@ -500,15 +482,7 @@ def letter_to_send_pg(cur: Any, letter_id: int) -> LetterToSend | None:
     return _letter_of_rows(letter_id, cur.fetchall())
 
 
-def finish_letter_pg(
-    cur: Any,
-    letter: LetterToSend,
-    sent: Sequence[int],
-    quiet: Sequence[tuple[int, str]],
-    delivered: Delivered | None,
-    attempts: int,
-    now: datetime,
-) -> bool:
+def finish_letter_pg(cur: Any, outcome: LetterOutcome) -> bool:
     """`finish_letter` on a psycopg cursor (autocommit: the one statement is its own transaction)."""
-    cur.execute(_PG_FINISH_SQL, _pg_finish_params(letter, sent, quiet, delivered, attempts, now))
+    cur.execute(_PG_FINISH_SQL, _pg_finish_params(outcome))
     return cur.fetchone() is None
