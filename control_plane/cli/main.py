@@ -29,8 +29,9 @@ def main() -> None:
             code = app(standalone_mode=False)
     except Exception as exc:
         # Typer ships its own copy of click's exceptions: match them by shape, not by class
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors
-            exc.show()
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # usage errors
+            # one line, as for every other bad input (click's own show() adds the usage block)
+            print(f"Error: {exc.format_message()}", file=sys.stderr)
             sys.exit(2)
         if hasattr(exc, "exit_code"):  # Exit raised outside a command
             sys.exit(exc.exit_code)

@@ -42,7 +42,11 @@ def list_notices(
     if as_json:
         print_json(notices)
         return
-    table = Table("id", "order", "incident", "channel", "via", "status", "reason", "sent at")
+    table = Table("id")
+    # the order id whole and on one line: it is what an operator greps and copies into --order
+    table.add_column("order", no_wrap=True, min_width=36)
+    for column in ("incident", "channel", "via", "status", "reason", "sent at"):
+        table.add_column(column)
     for n in notices:
         table.add_row(
             str(n["id"]),

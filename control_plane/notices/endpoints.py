@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
 from control_plane.domain import NotFound
@@ -12,6 +12,7 @@ from control_plane.notices import repository as repo
 from control_plane.notices import service
 from control_plane.notices.schemas import EmailOut, NoticeOut, PreviewOut, SmsOut
 from control_plane.store.tables import NoticeLetterRow, NoticeRow
+from control_plane.web.strict_query import known_query
 
 router = APIRouter(prefix="/v1/notices", tags=["notices"])
 Status = Literal["pending", "sent", "failed", "suppressed"]
@@ -39,7 +40,7 @@ def notice_out(row: NoticeRow, letter: NoticeLetterRow | None) -> NoticeOut:
     )
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(known_query("order", "incident", "status", "limit"))])
 def list_notices(
     session: SessionDep,
     _: Viewer,
@@ -53,7 +54,7 @@ def list_notices(
     return [notice_out(r, letters.get(r.letter_id)) for r in rows]
 
 
-@router.get("/preview")
+@router.get("/preview", dependencies=[Depends(known_query("order"))])
 def preview(
     order: Annotated[str, Query(max_length=36)], session: SessionDep, ctx: Ctx, _: Operator
 ) -> PreviewOut:

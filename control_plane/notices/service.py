@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from control_plane.domain import NotFound
+from control_plane.domain import NotFound, OrderStatus
 from control_plane.notices import repository as repo
 from control_plane.notices.letters import Cause, Letter, LetterOrder, NoticeKind, RenderedEmail, RenderedSms
 from control_plane.notices.render import render_email, render_sms
@@ -153,21 +153,28 @@ def preview(session: Session, policy: NoticePolicy, order_id: str, now: datetime
     order = repo.order_of(session, order_id)
     if order is None:
         raise NotFound(f"order {order_id!r} not found")
-    incident = repo.open_incidents_for(session, [order.site]) if order.site else {}
-    kind = incident[order.site][1] if order.site and order.site in incident else None
+    told = repo.latest_cause(session, order.id)
+    if told is not None:
+        # the cause its notice was written with, as the sender will word it
+        cause_site, kind = told
+    else:
+        cause_site = order.site
+        incident = repo.open_incidents_for(session, [order.site]) if order.site else {}
+        kind = incident[order.site][1] if order.site and order.site in incident else None
+    eta = None if order.status == OrderStatus.HELD.value else order.eta
     letter = letter_for(
         policy,
         NoticeKind.DELAY,
         order.customer_name,
         order.customer_locale,
-        cause_of(kind, order.site),
-        [LetterOrder(order.id, order.external_id, order.promised_by, order.eta)],
+        cause_of(kind, cause_site),
+        [LetterOrder(order.id, order.external_id, order.promised_by, eta)],
     )
     return Preview(
         order_id=order.id,
         channel=order.notify_via,
         locale=letter.locale,
-        late=is_late(order.promised_by, order.eta, now, policy.slack),
+        late=is_late(order.promised_by, eta, now, policy.slack),
         email=render_email(letter),
         sms=render_sms(letter),
     )

@@ -238,3 +238,16 @@ def letters_by_id(session: Session, ids: set[int]) -> dict[int, NoticeLetterRow]
     return {
         r.id: r for r in session.scalars(select(NoticeLetterRow).where(NoticeLetterRow.id.in_(sorted(ids))))
     }
+
+
+def latest_cause(session: Session, order_id: str) -> tuple[str | None, str | None] | None:
+    """The cause site and incident kind of the order's latest delay notice, if it has one."""
+    stmt = (
+        select(NoticeRow.cause_site, IncidentRow.kind)
+        .outerjoin(IncidentRow, IncidentRow.id == NoticeRow.incident_id)
+        .where(NoticeRow.order_id == order_id, NoticeRow.kind == "delay")
+        .order_by(NoticeRow.id.desc())
+        .limit(1)
+    )
+    row = session.execute(stmt).first()
+    return (row[0], row[1]) if row is not None else None
