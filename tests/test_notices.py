@@ -240,3 +240,29 @@ def test_an_order_that_joins_a_letter_while_it_is_sent_goes_out_next_on_its_own(
     assert {k: v[0] for k, v in world.notices().items()} == {"o-1": "sent", "o-2": "sent"}
     keys = [line["key"] for line in world.logged()]
     assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_a_held_order_that_was_told_and_then_ships_gets_a_follow_up_only_when_asked_for(world: World) -> None:
+    world.incident("icheon")
+    row = world.order("h-1", "cust-1", timedelta(hours=6))
+    world.slip([row], eta=None, why=SlipReason.HELD)
+    world.clock.now += timedelta(seconds=31)
+    world.delivery().deliver_due()
+    assert world.notices() == {"h-1": ("sent", "held: no DC can take it before its promise")}
+    with world.sessions.begin() as s:
+        s.execute(update(OrderRow).where(OrderRow.id == "h-1").values(status=OrderStatus.SHIPPED.value))
+    for follow_up in (False, True):
+        with world.sessions.begin() as s:
+            shipped = s.get(OrderRow, "h-1")
+            assert shipped is not None
+            NoticeWriter(replace(POLICY, follow_up=follow_up)).shipped(s, shipped, world.clock.now)
+        with world.sessions() as s:
+            kinds = sorted(r.kind for r in s.scalars(select(NoticeRow)))
+        assert kinds == (["back_on_track", "delay"] if follow_up else ["delay"])
+    # and the follow-up goes out although the order has shipped (that is its point)
+    world.delivery().deliver_due()
+    with world.sessions() as s:
+        assert {r.kind: r.status for r in s.scalars(select(NoticeRow))} == {
+            "delay": "sent",
+            "back_on_track": "sent",
+        }
