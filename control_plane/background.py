@@ -26,6 +26,7 @@ from control_plane.world import repository as world_repo
 log = logging.getLogger("drctl.background")
 RULE_NAMES = tuple(r.name for r in builtin_rules())
 GAUGE_INTERVAL_S = 5.0
+NOTICE_BUDGET_S = 2.0  # seconds of notice delivery per tick at most
 
 
 class BackgroundLoop:
@@ -73,8 +74,13 @@ class BackgroundLoop:
         self._ctx.cancels.process_due()
 
     def _send_notices(self) -> None:
-        if self._ctx.notices is not None:
-            self._ctx.notices.deliver_due()
+        # a failover makes hundreds of letters due at once: keep claiming batches for a while
+        # rather than one batch per tick, bounded so the other jobs still get their turn
+        if self._ctx.notices is None:
+            return
+        deadline = time.monotonic() + NOTICE_BUDGET_S
+        while self._ctx.notices.deliver_due() and time.monotonic() < deadline and not self._stop.is_set():
+            pass
 
     def _store_breaker_changes(self) -> None:
         changes = []
