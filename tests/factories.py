@@ -18,6 +18,18 @@ from control_plane.domain import (
 )
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock a test moves by hand (`clock.now += ...`); starts at `start`, or the real now."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 SEOUL = GeoPoint(37.55, 126.98)
 
 

@@ -23,6 +23,7 @@ from control_plane.store.migrate import upgrade
 from control_plane.store.tables import AlertDeliveryRow
 from failover.breakers import BreakerBoard, BreakerPolicy
 
+from factories import Clock
 from servers import WebhookReceiver, webhook_receiver
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
@@ -33,14 +34,6 @@ NOTE = Notification(
     {"summary": "DC icheon is down"},
     T0,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -80,7 +73,7 @@ def row(sessions: sessionmaker[Session]) -> AlertDeliveryRow:
 
 
 def test_a_delivery_is_sent_once_with_the_provider_id(sessions: Any, receiver: WebhookReceiver) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     queue(sessions)
     d = delivery(sessions, receiver.url, clock)
     assert d.deliver_due("webhook") == 1
@@ -93,7 +86,7 @@ def test_a_delivery_is_sent_once_with_the_provider_id(sessions: Any, receiver: W
 def test_a_failing_channel_is_retried_with_backoff_then_its_breaker_stops_the_calls(
     sessions: Any, receiver: WebhookReceiver
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     queue(sessions)
     d = delivery(sessions, receiver.url, clock)
     receiver.fail_with(500)
@@ -116,7 +109,7 @@ def test_a_failing_channel_is_retried_with_backoff_then_its_breaker_stops_the_ca
 
 
 def test_a_delivery_gives_up_after_its_last_attempt(sessions: Any, receiver: WebhookReceiver) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     queue(sessions)
     d = delivery(sessions, receiver.url, clock, max_attempts=2)
     receiver.fail_with(503)
@@ -132,7 +125,7 @@ def test_a_delivery_gives_up_after_its_last_attempt(sessions: Any, receiver: Web
 def test_a_notification_older_than_the_max_age_is_dropped_not_sent_late(
     sessions: Any, receiver: WebhookReceiver
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     queue(sessions)
     clock.now = T0 + timedelta(hours=2)  # e.g. the channel was down for two hours
     d = delivery(sessions, receiver.url, clock, max_age_s=3600)
@@ -141,7 +134,7 @@ def test_a_notification_older_than_the_max_age_is_dropped_not_sent_late(
 
 
 def test_a_process_that_lost_the_lead_sends_nothing_more(sessions: Any, receiver: WebhookReceiver) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     queue(sessions)
     d = delivery(sessions, receiver.url, clock)
     assert d.deliver_due("webhook", leading=lambda: False) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from control_plane.orders.schemas import OrderIn
 from control_plane.settings import Settings
 from failover.dispatch import CancelOutcome, DcAck
 
+from factories import Clock
 from harness import prepare_database, start_simulator, write_test_world
 
 
@@ -36,14 +37,6 @@ class DiesAfterDcAnswers:
 
     def cancel(self, site: Site, order_id: str) -> CancelOutcome:
         return self.real.cancel(site, order_id)  # type: ignore[no-any-return]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_order_whose_dispatch_died_is_reposted_once_after_its_lease(db_url: str, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from failover.dispatch import (
 )
 from failover.plan import plan_failover
 
+from factories import Clock
 from factories import site as make_site
 from harness import control_plane, engine_for, prepare_database, start_simulator, write_test_world
 
@@ -182,14 +183,6 @@ def test_proves_absent(outcome: CancelOutcome | None, last_post_at: datetime | N
 
 
 # --- c. a re-post after an expired dispatch lease that comes back refused ---------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _dispatch_dies(db_url: str, world: World, sim: SimProcess, clock: Any, lease_s: float) -> tuple[str, str]:

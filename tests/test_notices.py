@@ -31,20 +31,13 @@ from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.tables import IncidentEventRow, IncidentRow, NoticeLetterRow, NoticeRow, OrderRow
 from failover.breakers import BreakerBoard, BreakerPolicy
 
+from factories import Clock
 from harness import prepare_database, write_test_world
 from servers import closed_port
 
 POLICY = NoticePolicy(
     slack=timedelta(hours=12), coalesce_s=30, timezone="Asia/Seoul", support_url="https://shop.example/help"
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -122,7 +115,10 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     engine = make_engine(db_url, pool_size=4)
     try:
         yield World(
-            make_session_factory(engine), Clock(), OrderFactory(test_world, seed=5), tmp_path / "n.jsonl"
+            make_session_factory(engine),
+            Clock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC)),
+            OrderFactory(test_world, seed=5),
+            tmp_path / "n.jsonl",
         )
     finally:
         engine.dispose()

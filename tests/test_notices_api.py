@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from test_notices import POLICY
 
 from chaos.order_stream import OrderFactory
 from control_plane.app import create_app
@@ -32,7 +33,7 @@ from control_plane.metrics import Metrics
 from control_plane.notices.channels import LogNoticeChannel, NoticeChannel, SmtpNoticeChannel
 from control_plane.notices.jobs import DeliveryConfig, NoticeDelivery
 from control_plane.notices.schemas import NoticeOut
-from control_plane.notices.service import NoticePolicy, NoticeWriter
+from control_plane.notices.service import NoticeWriter
 from control_plane.operations import repository as incident_repo
 from control_plane.orders import repository as order_repo
 from control_plane.orders.schemas import OrderIn
@@ -43,23 +44,13 @@ from control_plane.store.tables import IncidentEventRow, IncidentRow, NoticeLett
 from failover.breakers import BreakerBoard, BreakerPolicy
 
 from conftest import PG_ADMIN
+from factories import Clock
 from harness import prepare_database, write_test_world
 from servers import smtp_server
 
-POLICY = NoticePolicy(
-    slack=timedelta(hours=12), coalesce_s=30, timezone="Asia/Seoul", support_url="https://shop.example/help"
-)
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 XSS_NAME = "<script>alert(1)</script>"
 PROBLEM = "application/problem+json"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -179,7 +170,7 @@ def open_store(url: str, tmp_path: Path) -> Iterator[tuple[Shop, TestClient, dic
     world, _ = write_test_world(tmp_path / "world.yaml")
     tokens = prepare_database(url, world)
     engine = make_engine(url, pool_size=4)
-    clock = Clock()
+    clock = Clock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
     shop = Shop(make_session_factory(engine), clock, OrderFactory(world, seed=11), tmp_path / "sent.jsonl")
     try:
         settings = Settings(

@@ -40,19 +40,12 @@ from control_plane.world.state import SiteStateCache
 from failover.breakers import BreakerBoard, BreakerPolicy
 from failover.dispatch import cancel_breaker
 
+from factories import Clock
 from harness import prepare_database, start_simulator, write_test_world
 from servers import webhook_receiver
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 SITE = "daejeon"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -80,7 +73,7 @@ class Subject:
 def subject(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[Subject]:
     world, path = write_test_world(tmp_path / "world.yaml")
     prepare_database(db_url, world)
-    clock = Clock()
+    clock = Clock(T0)
     board = BreakerBoard(BreakerPolicy(fail_max=3, reset_timeout_s=60.0, success_threshold=1))
     engine = make_engine(db_url, pool_size=8)
     request.addfinalizer(engine.dispose)
