@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE = Path(".drctl") / "drctl.db"
@@ -103,11 +104,12 @@ class Settings(BaseSettings):
     notices: bool = True
     notice_promise_slack_s: float = 12 * 3600.0  # a held order is late once its promise is this close
     notice_coalesce_s: float = 30.0  # a letter waits this long for more late orders of its customer
-    notice_timezone: str = "Asia/Seoul"  # dates in notices are shown in it
+    notice_timezone: str = "Asia/Seoul"  # dates in notices are shown in it (an IANA name)
     notice_support_url: str = "https://example.com/support"
     notice_follow_up: bool = False  # "on its way again" when a held order that got a notice ships
-    notice_email_channel: str = "log"  # log | smtp | ses
-    notice_sms_channel: str = "log"  # log | sns
+    # a typo'd channel is refused at start, not quietly replaced by the log
+    notice_email_channel: Literal["log", "smtp", "ses"] = "log"
+    notice_sms_channel: Literal["log", "sns"] = "log"
     notice_webhook_url: SecretStr | None = None  # marketplace relay (AlimTalk-style); signed
     notice_webhook_secret: SecretStr | None = None
     notice_log_path: str = ".drctl/notices.jsonl"
@@ -132,6 +134,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     background_jobs: bool = True
+
+    @field_validator("notice_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # checked at start: an unknown zone would otherwise fail every notice at send time
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Seoul)") from None
+        return value
 
     @property
     def is_sqlite(self) -> bool:

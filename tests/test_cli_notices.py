@@ -290,3 +290,18 @@ def test_an_unreachable_control_plane_exits_1_in_one_line(served: Served) -> Non
     line = one_line(done.stderr)
     assert "cannot reach the control plane" in line, line
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DRCTL_NOTICE_EMAIL_CHANNEL", "sms"), ("DRCTL_NOTICE_TIMEZONE", "Asia/Seol")],
+)
+def test_a_typod_notice_setting_exits_2_naming_it_and_serves_nothing(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    database = tmp_path / "never.db"
+    env = {**os.environ, "DRCTL_DATABASE_URL": f"sqlite:///{database}", variable: value}
+    done = run_drctl("serve", "--port", "1", env=env)
+    assert done.code == 2
+    assert one_line(done.stderr).startswith(f"bad setting {variable}: "), done.stderr
+    assert not database.exists()

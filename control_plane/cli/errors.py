@@ -1,7 +1,7 @@
 """The one place where errors become CLI exits (DESIGN §6), each printed as one line on stderr.
 
-- exit 2, usage or bad input: a wrong option (click), InvalidInput, and every 4xx answer of the API
-  except 409 (422 bad input, 404 unknown site, 401/403 token or role);
+- exit 2, usage or bad input: a wrong option (click), InvalidInput, a bad DRCTL_* setting, and every 4xx
+  answer of the API except 409 (422 bad input, 404 unknown site, 401/403 token or role);
 - exit 1, refused or failed: a 409 from the API (`Refused`: a safety rule, or another change of the
   site in progress), a control plane that cannot be reached or broke off (`Unreachable`), a 5xx,
   and any other domain error (a run that failed).
@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import typer
+from pydantic import ValidationError
 
 from control_plane.domain import Conflict, DomainError, FieldError, InvalidInput
 
@@ -105,3 +106,12 @@ def exit_on_bad_input() -> Iterator[None]:
     except DomainError as exc:
         typer.echo(one_line(exc), err=True)
         raise typer.Exit(exit_code(exc)) from None
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # a DRCTL_* variable with a bad value: name it, as for any other bad input
+        first = exc.errors()[0]
+        name = "DRCTL_" + "_".join(str(part) for part in first["loc"]).upper()
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        typer.echo(f"bad setting {name}: {first['msg']}{more}", err=True)
+        raise typer.Exit(2) from None
