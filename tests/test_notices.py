@@ -85,7 +85,11 @@ class World:
             s.execute(update(OrderRow).where(OrderRow.id.in_(ids)).values(eta=new_eta, status=status.value))
             NoticeWriter(POLICY).record(s, [Slip.of(r, new_eta, "icheon", why) for r in rows], now)
 
-    def delivery(self, channels: dict[str, NoticeChannel] | None = None) -> NoticeDelivery:
+    def delivery(
+        self,
+        channels: dict[str, NoticeChannel] | None = None,
+        rate_per_s: dict[str, float] | None = None,
+    ) -> NoticeDelivery:
         board = BreakerBoard(BreakerPolicy(fail_max=3, reset_timeout_s=30, success_threshold=1))
         log_channel = LogNoticeChannel(self.log_path)
         return NoticeDelivery(
@@ -94,7 +98,13 @@ class World:
             board,
             Metrics(CollectorRegistry()),
             POLICY,
-            DeliveryConfig(timeout_s=1.0, max_attempts=3, backoff_base_s=1, backoff_max_s=2),
+            DeliveryConfig(
+                timeout_s=1.0,
+                max_attempts=3,
+                backoff_base_s=1,
+                backoff_max_s=2,
+                rate_per_s=rate_per_s,
+            ),
             self.clock,
         )
 
@@ -262,3 +272,27 @@ def test_a_held_order_that_was_told_and_then_ships_gets_a_follow_up_only_when_as
             "delay": "sent",
             "back_on_track": "sent",
         }
+
+
+def test_a_channel_over_its_rate_limit_keeps_letters_waiting_without_spending_an_attempt(
+    world: World,
+) -> None:
+    world.incident("icheon")
+    rows = [world.order(f"o-{i}", f"cust-{i}", timedelta(hours=20)) for i in range(3)]
+    world.slip(rows, eta=timedelta(hours=30))
+    world.clock.now += timedelta(seconds=31)
+    delivery = world.delivery(rate_per_s={"log": 1})
+    assert delivery.deliver_due() == 1
+    with world.sessions() as s:
+        waiting = [r for r in s.scalars(select(NoticeLetterRow)) if r.status == "pending"]
+    assert len(waiting) == 2
+    assert all(
+        r.attempts == 0 and r.next_attempt_at == world.clock.now + timedelta(seconds=1) for r in waiting
+    )
+    assert delivery.deliver_due() == 0  # not due yet
+    world.clock.now += timedelta(seconds=1)
+    assert delivery.deliver_due() == 1
+    world.clock.now += timedelta(seconds=1)
+    assert delivery.deliver_due() == 1
+    assert sorted(v[0] for v in world.notices().values()) == ["sent"] * 3
+    assert len(world.logged()) == 3

@@ -18,9 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from limits import RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +29,7 @@ from control_plane.notices.contacts import mask_email, mask_phone, to_e164
 from control_plane.notices.letters import Envelope, LetterOrder, NoticeKind
 from control_plane.notices.render import render_email, render_sms
 from control_plane.notices.service import NoticePolicy, cause_of, letter_for
-from control_plane.store.db import autocommit_connection
+from control_plane.store.db import autocommit_connection, engine_of
 from control_plane.store.outbox import (
     Finished,
     Item,
@@ -45,6 +42,7 @@ from control_plane.store.outbox import (
 from control_plane.store.tables import NoticeLetterRow
 from failover.breakers import BreakerBoard, BreakerOpen
 from failover.eta import is_late
+from failover.rate import RateLimiter
 
 log = logging.getLogger("drctl.notices")
 
@@ -99,14 +97,14 @@ class LetterSender:
     ) -> None:
         # the send path runs on Core connections: a Session's setup and teardown per letter cost
         # more CPU than its two statements
-        self._engine: Engine = sessions.kw["bind"]
+        self._engine: Engine = engine_of(sessions)
         self._channels = channels  # by medium: email, sms, webhook
         self._board = board
         self._metrics = metrics
         self._policy = policy
         self._cfg = config
         self._clock = clock
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = RateLimiter(self._rate_value, clock=lambda: clock().timestamp())
         self._sent: dict[int, dict[str, int]] = {}  # per incident and medium, since the last drain
         self._sent_lock = threading.Lock()  # a batch's letters are sent from several threads
 
@@ -119,6 +117,15 @@ class LetterSender:
         with autocommit_connection(self._engine) as conn, conn.cursor() as cur:
             yield cur
 
+    def _letter(self, letter_id: int) -> repo.LetterToSend | None:
+        # one letter by its key, as the send is about to happen: a batch's letters read together
+        # went by a plan that scanned the new notices per batch (no statistics yet in a burst)
+        with self._pg() as cur:
+            if cur is not None:
+                return repo.letter_to_send_pg(cur, letter_id)
+            with self._engine.connect() as conn:
+                return repo.letter_to_send(conn, letter_id)
+
     def drain_sent(self) -> dict[int, dict[str, int]]:
         with self._sent_lock:
             sent, self._sent = self._sent, {}
@@ -127,12 +134,7 @@ class LetterSender:
     def send(self, item: Item[int]) -> Finished | Later:
         """Send one letter and record it in the same transaction as its notices' new status."""
         now = self._clock()
-        with self._pg() as cur:
-            if cur is not None:
-                letter = repo.letter_to_send_pg(cur, item.payload)
-            else:
-                with self._engine.connect() as conn:
-                    letter = repo.letter_to_send(conn, item.payload)
+        letter = self._letter(item.payload)
         if letter is None:
             return Finished("suppressed", "nothing left to tell")
         due: list[repo.LetterLine] = []
@@ -170,15 +172,17 @@ class LetterSender:
             channel = self._channels.get(medium)
             if to is None or channel is None:
                 continue
+            # the allowance before the breaker: an admission not followed by a call would leave a
+            # half-open breaker's one trial call hanging, or close it on no evidence
+            wait_s = self._limiter.try_acquire(channel.name)
+            if wait_s:
+                return Later(now + timedelta(seconds=wait_s))
             breaker = self._board.get(f"notice:{channel.name}")
             try:
                 admission = breaker.admit()
             except BreakerOpen:
                 errors.append(f"{channel.name}: breaker open")
                 continue
-            if not self._limiter.hit(self._rate(channel.name), channel.name):
-                breaker.record_success(admission)  # not attempted: no evidence either way
-                return Later(now + timedelta(seconds=1 / self._rate_value(channel.name)))
             try:
                 sent = channel.send(replace(envelope, to=to))
             except NoticeChannelError as exc:
@@ -202,13 +206,6 @@ class LetterSender:
     def _rate_value(self, name: str) -> float:
         rates = self._cfg.rate_per_s or {}
         return max(0.1, rates.get(name, self._cfg.default_rate_per_s))
-
-    def _rate(self, name: str) -> RateLimitItemPerSecond:
-        # whole units per second; a rate under 1/s is enforced as 1 per 1/rate seconds
-        value = self._rate_value(name)
-        if value >= 1:
-            return RateLimitItemPerSecond(int(value))
-        return RateLimitItemPerSecond(1, max(1, round(1 / value)))
 
     def _finish(
         self,
@@ -299,6 +296,7 @@ class NoticeDelivery:
         log.warning("notice letter %s over %s: %s", item.payload, item.lane, status)
 
     def close(self) -> None:
+        self._worker.close()
         for channel in {id(c): c for c in self._channels.values()}.values():
             try:
                 channel.close()
