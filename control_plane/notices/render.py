@@ -28,6 +28,8 @@ TEMPLATES: Final = Environment(
         enabled_extensions=("html", "html.j2"), default_for_string=False, default=False
     ),
     undefined=StrictUndefined,
+    # packaged templates change only with a release: no stat() of the file on every render
+    auto_reload=False,
     trim_blocks=True,
     lstrip_blocks=True,
 )

@@ -32,7 +32,7 @@ from control_plane.orders.repository import (
     order_values,
     reserve,
 )
-from control_plane.store.db import autocommit_connection
+from control_plane.store.db import autocommit_connection, engine_of
 
 # --- the intake's units of work: taking a new order, and recording a DC's acknowledgement ---
 
@@ -286,7 +286,7 @@ class Intake:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        engine: Engine = sessions.kw["bind"]
+        engine: Engine = engine_of(sessions)
         self._pg = engine if engine.dialect.name == "postgresql" else None
 
     @contextmanager
