@@ -94,6 +94,11 @@ def reconcile(url: str, sim: SimProcess, world: World) -> dict[str, str]:
     return ours
 
 
+# orders posted before the fault and as many after: enough that every fault mode trips the
+# breaker and reroutes hundreds while 16 clients keep posting
+HALF = 600
+
+
 @pytest.fixture
 def world_and_sim(tmp_path: Path):  # type: ignore[no-untyped-def]
     world, path = write_test_world(tmp_path / "world.yaml")
@@ -106,20 +111,20 @@ def world_and_sim(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_dc_fault_midway_loses_and_duplicates_nothing(
     fault: str, db_url: str, tmp_path: Path, world_and_sim: tuple[World, SimProcess]
 ) -> None:
-    # given a control plane over real DCs and 2,000 orders posted by 16 clients
+    # given a control plane over real DCs and 1,200 orders posted by 16 clients
     world, sim = world_and_sim
     tokens = prepare_database(db_url, world)
     victim = "icheon"
     factory = OrderFactory(world, seed=11)
-    bodies = [factory.order() for _ in range(2000)]
+    bodies = [factory.order() for _ in range(2 * HALF)]
     with control_plane(db_url, tmp_path) as cp:
         # when the busiest DC fails after the first half
         started = time.monotonic()
-        first = post_all(cp.base_url, tokens["ingest"], bodies[:1000], 16)
-        print(f"first half: {1000 / (time.monotonic() - started):.0f} orders/s")
+        first = post_all(cp.base_url, tokens["ingest"], bodies[:HALF], 16)
+        print(f"first half: {HALF / (time.monotonic() - started):.0f} orders/s")
         fault_at = datetime.now().astimezone()
         sim.set_fault(victim, **FAULTS[fault])
-        second = post_all(cp.base_url, tokens["ingest"], bodies[1000:], 16)
+        second = post_all(cp.base_url, tokens["ingest"], bodies[HALF:], 16)
         codes = Counter(r.status_code for r in first + second)
         assert set(codes) <= {201, 202}, f"unexpected answers {codes}: {[r.text for r in first + second][:2]}"
         cleared_at = datetime.now().astimezone()
@@ -129,7 +134,7 @@ def test_dc_fault_midway_loses_and_duplicates_nothing(
         settle(db_url)
     # then every order is in exactly one ledger, and the victim's breaker opened after fail_max failures
     placed = reconcile(db_url, sim, world)
-    assert len(placed) == 2000
+    assert len(placed) == 2 * HALF
     engine = engine_for(db_url)
     with engine.connect() as c:
         opened = c.scalars(
