@@ -49,43 +49,18 @@ class SimulatorFailed(DomainError):
     title = "Simulator failed"
 
 
-class SimProcess:
-    """A running simulator child process and a small client for its admin API."""
+class SimAdmin:
+    """A client of a running simulator's admin API: faults, ledgers, stats, DC events."""
 
-    def __init__(self, targets: list[TargetSpec], admin_port: int, ready_timeout_s: float = 20.0) -> None:
-        self.admin_url = f"http://127.0.0.1:{admin_port}"
-        self.targets = targets
-        self._proc = subprocess.Popen(
-            simulator_argv(targets, admin_port),
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._wait_ready(ready_timeout_s)
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url.rstrip("/")
         self._http = httpx.Client(base_url=self.admin_url, timeout=10.0, trust_env=False)
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        assert self._proc.stdout is not None
-        line_box: list[str] = []
-
-        def read() -> None:
-            assert self._proc.stdout is not None
-            for line in self._proc.stdout:
-                if line.startswith("simulator ready"):
-                    line_box.append(line)
-                    break
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not line_box:
-            code = self._proc.poll()
-            self._proc.kill()
-            why = f"exited with code {code} (see its message above)" if code is not None else "timed out"
-            raise SimulatorFailed(f"the simulator did not start: {why}")
-        # keep draining stdout so the child never blocks on a full pipe
-        threading.Thread(target=lambda: [None for _ in self._proc.stdout or []], daemon=True).start()
+    def targets(self) -> list[dict[str, Any]]:
+        resp = self._http.get("/_sim/targets")
+        resp.raise_for_status()
+        body = resp.json()
+        return list(body["targets"] if isinstance(body, dict) else body)
 
     def set_fault(self, target: str, mode: str, **params: Any) -> None:
         self._http.put(f"/_sim/targets/{target}/faults", json={"mode": mode, **params}).raise_for_status()
@@ -111,6 +86,47 @@ class SimProcess:
 
     def reset(self) -> None:
         self._http.post("/_sim/reset").raise_for_status()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class SimProcess(SimAdmin):
+    """A running simulator child process, with the client of its admin API."""
+
+    def __init__(self, targets: list[TargetSpec], admin_port: int, ready_timeout_s: float = 20.0) -> None:
+        self.specs = targets
+        self._proc = subprocess.Popen(
+            simulator_argv(targets, admin_port),
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._wait_ready(ready_timeout_s)
+        super().__init__(f"http://127.0.0.1:{admin_port}")
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self._proc.stdout is not None
+        line_box: list[str] = []
+
+        def read() -> None:
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                if line.startswith("simulator ready"):
+                    line_box.append(line)
+                    break
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        if not line_box:
+            code = self._proc.poll()
+            self._proc.kill()
+            why = f"exited with code {code} (see its message above)" if code is not None else "timed out"
+            raise SimulatorFailed(f"the simulator did not start: {why}")
+        # keep draining stdout so the child never blocks on a full pipe
+        threading.Thread(target=lambda: [None for _ in self._proc.stdout or []], daemon=True).start()
 
     @property
     def pid(self) -> int:
