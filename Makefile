@@ -30,6 +30,9 @@ test: venv system-deps postgres lint
 demo: venv
 	$(VENV)/bin/drctl demo
 
+drill: venv
+	$(VENV)/bin/drctl drill run icheon-flood-at-peak
+
 bench: venv system-deps postgres
 	$(PY) -m bench.breaker
 	$(PY) -m bench.intake

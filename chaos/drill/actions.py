@@ -1,0 +1,149 @@
+"""Fault actions a drill may take, each with the parameters it accepts (unknown ones refused).
+
+Faults go where they would happen: in the simulator's DCs and integrations, on the control
+plane's processes, on its database connections, or through its own operator API.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chaos.drill.context import DrillContext
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class ActionFailed(Exception):
+    """The action could not be taken; the message says why (no secrets)."""
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteFault(_Params):
+    site: Code
+    mode: Literal["down", "latency", "error_rate", "partition"]
+    latency_ms: Annotated[float, Field(gt=0, le=120_000)] | None = None
+    p: Annotated[float, Field(ge=0, le=1)] | None = None
+    seed: int | None = None
+
+
+class IntegrationOutage(_Params):
+    integration: Code
+    mode: Literal["down", "latency", "error_rate"] = "down"
+    latency_ms: Annotated[float, Field(gt=0, le=120_000)] | None = None
+    p: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class ClearFault(_Params):
+    target: Code
+
+
+class NoParams(_Params):
+    pass
+
+
+class KillProcess(_Params):
+    restart_after_s: Annotated[float, Field(ge=0, le=120)] = 1.0
+
+
+class Failover(_Params):
+    site: Code
+    reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill"
+    targets: list[Code] | None = None
+    force: bool = False
+
+
+class Failback(_Params):
+    site: Code
+    reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill over"
+    ramp_s: Annotated[float, Field(ge=0, le=86_400)] = 0
+
+
+def site_fault(ctx: DrillContext, p: SiteFault) -> str:
+    extra: dict[str, Any] = {k: v for k, v in (("latency_ms", p.latency_ms), ("p", p.p), ("seed", p.seed))
+                             if v is not None}  # fmt: skip
+    if p.mode == "latency" and p.latency_ms is None:
+        extra["latency_ms"] = 3000
+    if p.mode == "error_rate" and p.p is None:
+        extra["p"] = 1.0
+    ctx.sim.set_fault(p.site, p.mode, **extra)
+    ctx.faults.start(p.site)
+    return f"{p.site}: {p.mode} {extra or ''}".strip()
+
+
+def integration_outage(ctx: DrillContext, p: IntegrationOutage) -> str:
+    extra = {k: v for k, v in (("latency_ms", p.latency_ms), ("p", p.p)) if v is not None}
+    if p.mode == "error_rate" and p.p is None:
+        extra["p"] = 1.0
+    ctx.sim.set_fault(p.integration, p.mode, **extra)
+    ctx.faults.start(p.integration)
+    return f"{p.integration}: {p.mode}"
+
+
+def clear_fault(ctx: DrillContext, p: ClearFault) -> str:
+    ctx.sim.clear_fault(p.target)
+    ctx.faults.clear(p.target)
+    return f"{p.target}: cleared"
+
+
+def clear_faults(ctx: DrillContext, _: NoParams) -> str:
+    """Every target of the simulator back to normal: the rollback that undoes any fault."""
+    names = [t["name"] for t in ctx.sim.targets()]
+    for name in names:
+        ctx.sim.clear_fault(name)
+        ctx.faults.clear(name)
+    return f"cleared {len(names)} targets"
+
+
+def kill_control_plane(ctx: DrillContext, p: KillProcess) -> str:
+    if ctx.kill_process is None:
+        raise ActionFailed("the drill did not start the control plane (--target): it cannot kill it")
+    pid = ctx.kill_process(p.restart_after_s)
+    return f"SIGKILL pid {pid}, restarted after {p.restart_after_s:g} s"
+
+
+def drop_database_connections(ctx: DrillContext, _: NoParams) -> str:
+    """`pg_terminate_backend` on every other connection to the control plane's database."""
+    if not ctx.database_url or not ctx.database_url.startswith(("postgresql", "postgres")):
+        raise ActionFailed("dropping database connections needs the control plane on PostgreSQL")
+    import psycopg  # only this action needs it
+
+    url = ctx.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        killed = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return f"terminated {killed[0] if killed else 0} connections"
+
+
+def failover(ctx: DrillContext, p: Failover) -> str:
+    body: dict[str, Any] = {"reason": p.reason, "force": p.force}
+    if p.targets:
+        body["targets"] = p.targets
+    resp = ctx.post(f"/v1/sites/{p.site}/failover", body, ctx.tokens.operator)
+    if resp.status_code >= 300:
+        raise ActionFailed(f"failover of {p.site}: HTTP {resp.status_code} {_title(resp)}")
+    ctx.faults.start(p.site)
+    return f"failover of {p.site}: HTTP {resp.status_code}"
+
+
+def failback(ctx: DrillContext, p: Failback) -> str:
+    body = {"reason": p.reason, "ramp_s": p.ramp_s}
+    resp = ctx.post(f"/v1/sites/{p.site}/failback", body, ctx.tokens.operator)
+    if resp.status_code >= 300 and resp.status_code != 409:
+        raise ActionFailed(f"failback of {p.site}: HTTP {resp.status_code} {_title(resp)}")
+    ctx.faults.clear(p.site)
+    return f"failback of {p.site}: HTTP {resp.status_code}"
+
+
+def _title(resp: Any) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("detail") or body.get("title") or "") if isinstance(body, dict) else ""

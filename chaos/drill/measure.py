@@ -1,0 +1,120 @@
+"""What a drill measured, from what it saw (pure): time to detect, mitigate and recover, intake
+per second, and latency percentiles before, during and after the fault.
+
+- detect: fault -> the subject's breaker leaves `closed`, its health turns `down`/`degraded`, or
+  it is marked impaired by an integration it needs.
+- mitigate: fault -> the first order of the subject's region accepted by another DC.
+- recover: fault -> the first moment from which, for `hold_s`, the share of posted orders that a
+  DC accepted is back to 95 % of the share before the fault (held orders do not count).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chaos.drill.context import Outcome
+
+RECOVERED_SHARE = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSample:
+    t: float
+    site: str
+    health: str
+    breaker: str
+    accepting: bool
+    impaired: bool = False  # an integration it needs is down (it cannot ship)
+
+    @classmethod
+    def of(cls, t: float, site: dict[str, Any]) -> SiteSample:
+        """From one site of GET /v1/sites."""
+        impaired = bool(site.get("impaired", False))
+        return cls(t, site["code"], site["health"], site["breaker"], site["accepting"], impaired)
+
+
+@dataclass(frozen=True, slots=True)
+class Second:
+    t: int  # epoch second
+    posted: int
+    accepted: int  # by a DC, answered within this second
+    held: int
+    failed: int  # not placed at all (errors)
+    p99_ms: float | None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return round(ordered[rank - 1], 1)
+
+
+def accepted(o: Outcome) -> bool:
+    return o.placed and o.code in (200, 201) and o.status not in ("held", "received")
+
+
+def per_second(outcomes: Iterable[Outcome]) -> list[Second]:
+    buckets: dict[int, list[Outcome]] = {}
+    for o in outcomes:
+        buckets.setdefault(int(o.done_at), []).append(o)
+    if not buckets:
+        return []
+    out = []
+    for t in range(min(buckets), max(buckets) + 1):
+        group = buckets.get(t, [])
+        out.append(Second(
+            t, len(group), sum(accepted(o) for o in group), sum(o.placed and not accepted(o) for o in group),
+            sum(not o.placed for o in group), percentile([o.latency_ms for o in group], 99),
+        ))  # fmt: skip
+    return out
+
+
+def time_to_detect(samples: Iterable[SiteSample], subject: str, fault_at: float) -> float | None:
+    for s in sorted(samples, key=lambda s: s.t):
+        noticed = s.breaker != "closed" or s.health in ("down", "degraded") or s.impaired
+        if s.site == subject and s.t >= fault_at and noticed:
+            return round(s.t - fault_at, 3)
+    return None
+
+
+def time_to_mitigate(outcomes: Iterable[Outcome], subject: str, region: str, fault_at: float) -> float | None:
+    firsts = [
+        o.done_at for o in outcomes
+        if o.t >= fault_at and o.region == region and accepted(o) and o.site not in (None, subject)
+    ]  # fmt: skip
+    return round(min(firsts) - fault_at, 3) if firsts else None
+
+
+def accepted_share(outcomes: Iterable[Outcome], start: float, end: float) -> float | None:
+    group = [o for o in outcomes if start <= o.t < end]
+    return sum(accepted(o) for o in group) / len(group) if group else None
+
+
+def time_to_recover(
+    outcomes: Sequence[Outcome], fault_at: float, not_before: float, steady_share: float, hold_s: float = 3.0
+) -> float | None:
+    """Seconds from the fault until the accepted share holds >= 95 % of steady for `hold_s`."""
+    if steady_share <= 0:
+        return None
+    ends = [o.t for o in outcomes]
+    if not ends:
+        return None
+    last = max(ends)
+    t = max(fault_at, not_before)
+    while t + hold_s <= last:
+        share = accepted_share(outcomes, t, t + hold_s)
+        if share is not None and share >= RECOVERED_SHARE * steady_share:
+            return round(t - fault_at, 3)
+        t += 0.5
+    return None
+
+
+def latency(outcomes: Iterable[Outcome], start: float, end: float) -> dict[str, float | None]:
+    values = [o.latency_ms for o in outcomes if start <= o.t < end]
+    return {"orders": len(values), "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}

@@ -1,0 +1,117 @@
+"""The world a drill starts for itself: a store (PostgreSQL when DRCTL_DATABASE_URL is set, else a
+SQLite file), the simulator, a control plane as its own process, and one token per role.
+
+The drill then drives it over HTTP only, as it would a deployment given with `--target`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from chaos.ports import free_port
+from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from control_plane.auth import repository as tokens
+from control_plane.domain import DomainError
+from control_plane.store.db import make_engine, make_session_factory
+from control_plane.store.migrate import upgrade
+from control_plane.world.loader import load_world_file
+from control_plane.world.repository import save_world
+
+
+class WorldFailed(DomainError):
+    title = "Drill world failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    viewer: str
+    operator: str
+    ingest: str
+
+
+class DrillWorld:
+    """Start with `start()`, end with `stop()` (idempotent); `kill_and_restart` is the kill action."""
+
+    def __init__(self, world_path: Path, workdir: Path, database_url: str | None) -> None:
+        self.world_path = world_path
+        self.workdir = workdir
+        self.database_url = database_url or f"sqlite:///{workdir / 'drill.db'}"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.sim: SimProcess | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.tokens: Issued | None = None
+
+    def start(self) -> None:
+        world, model = load_world_file(self.world_path)
+        engine = make_engine(self.database_url, pool_size=2)
+        try:
+            upgrade(engine)
+            now = datetime.now(UTC)
+            stamp = f"{now:%Y%m%d%H%M%S%f}"
+            with make_session_factory(engine).begin() as s:
+                save_world(s, world, now)
+                roles = ("viewer", "operator", "ingest")
+                made = {r: tokens.create_token(s, f"drill-{r}-{stamp}", r, now) for r in roles}
+                subject = f"token:drill-*-{stamp}"
+                tokens.audit(s, now, "drill", "token.create", subject, after={"roles": list(roles)})
+        finally:
+            engine.dispose()
+        self.tokens = Issued(**made)
+        self.sim = SimProcess(targets_from_world(world), model.simulator.admin_port)
+        self._serve()
+
+    def _serve(self) -> None:
+        env = {**os.environ, "DRCTL_DATABASE_URL": self.database_url}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        log = (self.workdir / "control-plane.log").open("ab")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "control_plane", "serve", "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        proc = self._proc
+        up = wait_until(lambda: proc.poll() is not None or _ready(self.base_url), 60, 0.2)
+        if not up or proc.poll() is not None:
+            log_path = self.workdir / "control-plane.log"
+            tail = log_path.read_text(errors="replace")[-1500:]
+            raise WorldFailed(f"the control plane did not start (log {log_path}): {tail}")
+
+    def kill_and_restart(self, restart_after_s: float) -> int:
+        """SIGKILL the control plane, wait, start it again (as a supervisor would); its pid."""
+        assert self._proc is not None
+        pid = self._proc.pid
+        self._proc.send_signal(signal.SIGKILL)
+        self._proc.wait(10)
+        time.sleep(restart_after_s)
+        self._serve()
+        return pid
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        sim, self.sim = self.sim, None
+        if sim is not None:
+            sim.stop()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,89 @@
+"""What a drill reports, from what it saw (pure): detect, mitigate, recover, latency by phase, and the
+reconciliation of every placed order against the DC ledgers."""
+
+from __future__ import annotations
+
+from chaos.drill.context import Outcome
+from chaos.drill.measure import (
+    SiteSample,
+    latency,
+    per_second,
+    percentile,
+    time_to_detect,
+    time_to_mitigate,
+    time_to_recover,
+)
+from chaos.drill.reconcile import classify
+
+FAULT = 1000.0
+
+
+def order(t: float, region: str = "seoul", site: str | None = "icheon", code: int = 201,
+          status: str = "accepted", latency_ms: float = 20.0) -> Outcome:  # fmt: skip
+    oid = None if code >= 300 else f"o-{t}-{region}-{site}"
+    return Outcome(t, latency_ms, code, region, oid, status if oid else None, site if oid else None)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 99) is None
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+    assert percentile([float(i) for i in range(1, 101)], 50) == 50.0
+
+
+def test_detect_is_the_first_sample_after_the_fault_that_shows_the_subject_broken() -> None:
+    samples = [
+        SiteSample(FAULT - 1, "icheon", "down", "open", True),  # an earlier blip does not count
+        SiteSample(FAULT + 0.2, "busan", "down", "open", True),  # another site does not count
+        SiteSample(FAULT + 0.2, "icheon", "healthy", "closed", True),
+        SiteSample(FAULT + 0.4, "icheon", "healthy", "open", True),
+        SiteSample(FAULT + 3.0, "icheon", "down", "open", True),
+    ]
+    assert time_to_detect(samples, "icheon", FAULT) == 0.4
+    assert time_to_detect(samples[:3], "icheon", FAULT) is None
+
+
+def test_mitigate_is_the_first_order_of_the_region_a_backup_accepted_after_the_fault() -> None:
+    outcomes = [
+        order(FAULT - 5, site="daejeon"),  # before the fault
+        order(FAULT + 0.1, site="icheon"),  # still at the subject
+        order(FAULT + 0.2, region="busan", site="busan"),  # another region
+        order(FAULT + 0.3, site="daejeon", code=202, status="held"),  # held is not accepted
+        order(FAULT + 0.5, site="daejeon", latency_ms=250),
+    ]
+    assert time_to_mitigate(outcomes, "icheon", "seoul", FAULT) == 0.75
+    assert time_to_mitigate(outcomes[:4], "icheon", "seoul", FAULT) is None
+
+
+def test_recover_is_when_the_accepted_share_holds_at_95_percent_of_steady() -> None:
+    steady = [order(FAULT - 10 + i * 0.1) for i in range(100)]  # all accepted
+    outage = [order(FAULT + i * 0.1, code=503) for i in range(40)]  # 4 s of failures
+    back = [order(FAULT + 4 + i * 0.1, site="daejeon") for i in range(100)]
+    outcomes = steady + outage + back
+    assert time_to_recover(outcomes, FAULT, FAULT, 1.0) == 4.0
+    # never back: no figure rather than a made-up one
+    assert time_to_recover(steady + outage, FAULT, FAULT, 1.0) is None
+    # not before mitigation
+    assert time_to_recover(steady + back, FAULT, FAULT + 6, 1.0) == 6.0
+
+
+def test_latency_by_phase_and_per_second_counts() -> None:
+    outcomes = [order(FAULT + i, latency_ms=10 * (i + 1)) for i in range(10)] + [order(FAULT + 0.5, code=0)]
+    phase = latency(outcomes, FAULT, FAULT + 5)
+    assert phase["orders"] == 6 and phase["p99_ms"] == 50.0
+    seconds = per_second(outcomes)
+    assert seconds[0].posted == 2 and seconds[0].accepted == 1 and seconds[0].failed == 1
+    assert sum(s.posted for s in seconds) == 11
+
+
+def test_reconciliation_finds_lost_duplicated_held_and_strangers() -> None:
+    statuses = {"o-held": "held", "o-moving": "routed", "o-gone": "accepted", "o-cancelled": "cancelled"}
+    result = classify(
+        placed=["o-1", "o-2", "o-twice", "o-held", "o-moving", "o-gone", "o-cancelled", "o-unknown"],
+        ledgers={"icheon": ["o-1", "o-twice", "o-stranger"], "daejeon": ["o-2", "o-twice"]},
+        status_of=statuses.get,
+    )
+    assert result.placed == 8 and result.in_ledgers == 3
+    assert result.duplicated == ["o-twice"]
+    assert result.lost == ["o-gone", "o-unknown"]  # accepted yet in no ledger; unknown to the store
+    assert (result.held, result.cancelled, result.strangers) == (2, 1, 1)
