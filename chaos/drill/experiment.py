@@ -104,11 +104,17 @@ class ActionStep(_Strict):
 class ProbeStep(_Strict):
     probe: str
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    tolerance: Tolerance | None = None  # a probe in the method may only record its value
+    # in the method: none only records the value; one that does not hold is a deviation
+    tolerance: Tolerance | None = None
+    # in the method: read again every 0.5 s until the tolerance holds, for up to this long (a
+    # condition the control plane reaches in its own time, e.g. probes marking a site impaired)
+    wait_up_to_s: Annotated[float, Field(ge=0, le=600)] = 0.0
     pause_after_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
 
     @model_validator(mode="after")
     def _known(self) -> ProbeStep:
+        if self.wait_up_to_s and self.tolerance is None:
+            raise ValueError("wait_up_to_s needs a tolerance to wait for")
         spec = PROBES.get(self.probe)
         if spec is None:
             raise ValueError(f"unknown probe {self.probe!r} (known: {', '.join(sorted(PROBES))})")
@@ -184,6 +190,31 @@ class Experiment(_Strict):
     within_s: dict[Literal["detect", "mitigate", "recover"], Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict
     )  # upper bounds on those times, e.g. {mitigate: 1}
+
+
+def scaled(x: Experiment, factor: float) -> Experiment:
+    """The same experiment with every duration multiplied by `factor` (a short form for CI runs)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"time scale must be in (0, 1], got {factor:g}")
+
+    def step(s: Step) -> Step:
+        if isinstance(s, PauseStep):
+            return s.model_copy(update={"pause": s.pause * factor})
+        return s.model_copy(update={"pause_after_s": s.pause_after_s * factor})
+
+    load = x.load
+    duration = max(5.0, load.duration_s * factor)
+    start = None if load.peak_start_s is None else load.peak_start_s * factor
+    end = None if load.peak_end_s is None else min(duration, load.peak_end_s * factor)
+    window = {"duration_s": duration, "peak_start_s": start, "peak_end_s": end}
+    return x.model_copy(
+        update={
+            "load": load.model_copy(update=window),
+            "warmup_s": x.warmup_s * factor,
+            "settle_s": x.settle_s * factor,
+            "method": [step(s) for s in x.method],
+        }
+    )
 
 
 class ExperimentError(Exception):

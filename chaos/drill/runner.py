@@ -141,6 +141,8 @@ class DrillRunner:
             self._method()
         except Aborted as exc:
             j.status = "aborted"
+            if not j.deviations:  # else the deviation that stopped it says why
+                j.deviations.append(f"aborted: {exc}")
             j.events.append(Event(time.time(), "method", "abort", "abort", False, str(exc)))
             self.progress(f"aborted: {exc}")
         finally:
@@ -159,8 +161,6 @@ class DrillRunner:
             j.ended_at = time.time()
         if j.status == "running":
             j.status = "deviated" if j.deviations else "completed"
-        elif j.status == "aborted" and not j.deviations:
-            j.deviations.append(f"aborted: {self._abort_reason}")
         return j
 
     def _method(self) -> None:
@@ -177,7 +177,11 @@ class DrillRunner:
                     self.journal.deviations.append(f"method[{i}] {step.action} failed")
                     raise Aborted(f"method[{i}] {step.action} failed")
             elif isinstance(step, ProbeStep):
-                self._probe(step, "method")
+                deadline = time.monotonic() + step.wait_up_to_s
+                while not (held := self._probe(step, "method")) and time.monotonic() < deadline:
+                    self._sleep(0.5)
+                if not held:
+                    self.journal.deviations.append(f"method[{i}] {step.probe} did not hold")
             self._sleep(step.pause_after_s)
 
     def _action(self, step: ActionStep, phase: str) -> bool:
@@ -368,7 +372,8 @@ class DrillRunner:
             )
         except Exception as exc:
             m["notices_error"] = f"{type(exc).__name__}"
-        expect = set(self.x.expect)
+        # an aborted method ran short: what it was expected to show is not a finding
+        expect = set(self.x.expect) if j.status != "aborted" else set()
         if fault_at is not None and "detect" in expect and m.get("detect_s") is None:
             j.deviations.append(f"{self.x.subject}'s breaker, health or impairment never showed the fault")
         if fault_at is not None and "mitigate" in expect and m.get("mitigate_s") is None:

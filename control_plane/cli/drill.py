@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chaos.drill.context import DrillContext, Outcomes, Tokens
-from chaos.drill.experiment import Experiment, ExperimentError, load_experiment
+from chaos.drill.experiment import Experiment, ExperimentError, load_experiment, scaled
 from chaos.drill.runner import DrillRunner, Journal, LoadSpec
 from chaos.sim_process import SimAdmin
 from control_plane.cli.drill_world import DrillWorld
@@ -86,6 +86,9 @@ def run(
     world: Annotated[Path, typer.Option(help="world file for the drill's own world")] = DEFAULT_WORLD,
     journal: Annotated[Path | None, typer.Option(help="write the JSON journal here")] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep the run's files here (default: temp)")] = None,
+    time_scale: Annotated[
+        float, typer.Option(min=0.05, max=1.0, help="multiply every duration by this (a short form)")
+    ] = 1.0,
 ) -> None:
     """Run a drill: load, steady state, faults, rollbacks, reconcile, measure.
 
@@ -93,10 +96,12 @@ def run(
     DRCTL_DATABASE_URL is set, else on a SQLite file. Exit 0 held, 1 deviated or aborted, 2 bad input.
     """
     x = _load(experiment)
+    if time_scale != 1.0:
+        x = scaled(x, time_scale)
     if (target is None) != (sim_admin is None):
         raise InvalidInput("--target and --sim-admin go together")
-    if target is None and not world.exists():
-        raise InvalidInput(f"world file {world} not found")
+    if not world.exists():
+        raise InvalidInput(f"world file {world} not found (the load's demand comes from it)")
     work = workdir or Path(tempfile.mkdtemp(prefix="drctl-drill-"))
     work.mkdir(parents=True, exist_ok=True)
     own: DrillWorld | None = None
@@ -112,7 +117,7 @@ def run(
                 tokens = Tokens(issued.viewer, issued.operator, issued.ingest)
             else:
                 base, sim, tokens = target, SimAdmin(sim_admin or ""), _target_tokens()
-            result = _run(x, base, sim, tokens, own, work, stopping)
+            result = _run(x, base, sim, tokens, own, world, work, stopping)
         finally:
             stopping.hold()
             if own is not None:
@@ -137,6 +142,7 @@ def _run(
     sim: SimAdmin,
     tokens: Tokens,
     own: DrillWorld | None,
+    world_file: Path,
     work: Path,
     stopping: _Stopping,
 ) -> Journal:
@@ -146,7 +152,7 @@ def _run(
             database_url=own.database_url if own else os.environ.get("DRCTL_DATABASE_URL"),
             kill_process=own.kill_and_restart if own else None,
         )  # fmt: skip
-        load = LoadSpec(base, tokens.ingest, tokens.viewer, None if own is None else own.world_path, work)
+        load = LoadSpec(base, tokens.ingest, tokens.viewer, world_file, work)
         total = x.warmup_s + x.load.duration_s + x.settle_s
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from bia.engine import run_bia
+from bia.history import DEFAULT_LOAD_FACTOR, generate_history
+from bia.params import BiaParams
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
@@ -24,7 +27,12 @@ from control_plane.domain import DomainError
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
 from control_plane.world.loader import load_world_file
-from control_plane.world.repository import save_world
+from control_plane.world.repository import apply_bia_targets, save_world
+
+BIA_DAYS = 28
+# a world scaled up for load tests would otherwise generate a history of its whole capacity (a
+# 100x world: 50 M order lines, more memory than the machine has); the sample world is ~19,000/day
+BIA_MAX_ORDERS_PER_DAY = 20_000
 
 
 class WorldFailed(DomainError):
@@ -58,8 +66,16 @@ class DrillWorld:
             upgrade(engine)
             now = datetime.now(UTC)
             stamp = f"{now:%Y%m%d%H%M%S%f}"
+            # the sites' RTO targets, which the drill holds its measured recovery against, come
+            # from a BIA; a fresh world has no order history, so the BIA runs over a generated one
+            capacity = sum(site.capacity_per_hour for site in world.sites)
+            per_day = min(BIA_MAX_ORDERS_PER_DAY, round(capacity * 24 * DEFAULT_LOAD_FACTOR))
+            history = generate_history(world, BIA_DAYS, seed=7, orders_per_day=per_day)
+            bia = run_bia(history, world, BiaParams(), now=now)
+            targets = {t.code: (t.tier, t.rto_hours, t.rpo_seconds) for t in bia.sites}
             with make_session_factory(engine).begin() as s:
                 save_world(s, world, now)
+                apply_bia_targets(s, targets, now)
                 roles = ("viewer", "operator", "ingest")
                 made = {r: tokens.create_token(s, f"drill-{r}-{stamp}", r, now) for r in roles}
                 subject = f"token:drill-*-{stamp}"
