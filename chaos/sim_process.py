@@ -163,3 +163,11 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> boo
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+def control_plane_ready(base_url: str) -> bool:
+    """Whether a control plane answers its readiness check (database reachable) right now."""
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

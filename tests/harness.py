@@ -19,7 +19,7 @@ import yaml
 from sqlalchemy import Engine, insert
 
 from chaos.ports import free_port
-from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from chaos.sim_process import SimProcess, control_plane_ready, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
 from control_plane.domain import World
 from control_plane.store.db import make_engine, make_session_factory
@@ -125,7 +125,7 @@ def control_plane(
         )
     cp = ControlPlane(f"http://127.0.0.1:{port}", proc, log_path)
     try:
-        if not wait_until(lambda: _ready(cp.base_url) or proc.poll() is not None, 30):
+        if not wait_until(lambda: control_plane_ready(cp.base_url) or proc.poll() is not None, 30):
             raise RuntimeError("control plane did not become ready")
         if proc.poll() is not None:
             raise RuntimeError(f"control plane exited early:\n{cp.logs()[-3000:]}")
@@ -136,13 +136,6 @@ def control_plane(
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=1, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def engine_for(url: str) -> Engine:

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from bia.engine import run_bia
 from bia.history import DEFAULT_LOAD_FACTOR, generate_history
 from bia.params import BiaParams
 from chaos.ports import free_port
-from chaos.sim_process import SimProcess, targets_from_world, wait_until
+from chaos.sim_process import SimProcess, control_plane_ready, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
 from control_plane.domain import DomainError
 from control_plane.store.db import make_engine, make_session_factory
@@ -96,7 +94,7 @@ class DrillWorld:
         )  # fmt: skip
         log.close()
         proc = self._proc
-        up = wait_until(lambda: proc.poll() is not None or _ready(self.base_url), 60, 0.2)
+        up = wait_until(lambda: proc.poll() is not None or control_plane_ready(self.base_url), 60, 0.2)
         if not up or proc.poll() is not None:
             log_path = self.workdir / "control-plane.log"
             tail = log_path.read_text(errors="replace")[-1500:]
@@ -124,10 +122,3 @@ class DrillWorld:
         sim, self.sim = self.sim, None
         if sim is not None:
             sim.stop()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=1, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
