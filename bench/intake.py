@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,20 +32,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import yaml
 
 from chaos.order_stream import OrderFactory
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
-from control_plane.store.db import make_engine, make_session_factory
+from control_plane.store.db import make_engine, make_session_factory, scratch_database
 from control_plane.store.migrate import upgrade
 from control_plane.world.loader import load_world_file
 from control_plane.world.repository import save_world
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def log(msg: str) -> None:
@@ -55,14 +53,8 @@ def log(msg: str) -> None:
 
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
-    name = f"drctl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(PG_SERVER, "drctl_bench") as url:
+        yield url
 
 
 def bench_world(tmp: Path) -> Path:

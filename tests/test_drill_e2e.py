@@ -50,7 +50,7 @@ def test_each_shipped_experiment_holds_in_its_short_form(name: str, tmp_path: Pa
     env |= {"DRCTL_PROBE_INTERVAL_S": "1", "DRCTL_PROBE_TIMEOUT_S": "0.5"}
     journal = tmp_path / "journal.json"
     done = drctl(
-        "drill", "run", name, "--world", str(world_path), "--time-scale", "0.25",
+        "drill", "run", name, "--world", str(world_path), "--time-scale", "0.2",
         "--journal", str(journal), "--workdir", str(tmp_path / "work"), env=env,
     )  # fmt: skip
     j = journal_of(journal) if journal.exists() else {}
@@ -99,7 +99,7 @@ def target_env(sim: SimProcess, tokens: dict[str, str]) -> dict[str, str]:
 LONG_FAULT = """
 title: two faults and a long wait
 subject: icheon
-load: {profile: steady, users: 2, duration_s: 60}
+load: {profile: steady, users: 2, duration_s: 70}
 warmup_s: 2
 method:
   - action: site_fault
@@ -146,7 +146,7 @@ def test_ctrl_c_mid_method_rolls_back_every_fault(tmp_path: Path, running: Any) 
 STOPPED = """
 title: a stop condition that cannot hold
 subject: icheon
-load: {profile: steady, users: 2, duration_s: 30}
+load: {profile: steady, users: 2, duration_s: 40}
 warmup_s: 2
 method:
   - action: site_fault
@@ -192,5 +192,12 @@ def test_a_typo_in_the_experiment_is_exit_2_and_starts_nothing(tmp_path: Path) -
     assert done.stderr.startswith(f"{bad}: method[0]: unknown action 'site_fualt'")
     assert time.monotonic() - started < 15 and not (tmp_path / "work").exists()
     assert drctl("drill", "run", "no-such-drill").returncode == 2
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "outcomes.jsonl").write_text("{}\n")
+    reused = drctl("drill", "run", "icheon-flood-at-peak", "--workdir", str(used))
+    assert reused.returncode == 2 and "not an empty directory" in reused.stderr
+    nowhere = drctl("drill", "run", "icheon-flood-at-peak", "--journal", str(tmp_path / "no" / "j.json"))
+    assert nowhere.returncode == 2 and "no directory" in nowhere.stderr
     assert drctl("drill", "run", "icheon-flood-at-peak", "--time-scale", "7").returncode == 2
     assert drctl("drill", "run", "icheon-flood-at-peak", "--target", "http://127.0.0.1:1").returncode == 2

@@ -89,6 +89,10 @@ def test_a_steady_state_probe_needs_a_tolerance(tmp_path: Path) -> None:
             "title: t\nsubject: icheon\nload: {duration_s: 10, peak_end_s: 20}\nmethod: [{pause: 1}]\n",
             "load: peak_end_s 20 is past duration_s 10",
         ),
+        (
+            "title: t\nsubject: icheon\nload: {duration_s: 10}\nwarmup_s: 5\nmethod: [{pause: 6}]\n",
+            "(file): warmup and method take up to 11 s but the load lasts 10 s",
+        ),
     ],
 )
 def test_careless_files_are_refused(tmp_path: Path, text: str, error: str) -> None:

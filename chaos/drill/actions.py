@@ -6,6 +6,7 @@ plane's processes, on its database connections, or through its own operator API.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from chaos.drill.context import DrillContext
 
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+FAILBACK_WAIT_S = 60.0
 
 
 class ActionFailed(Exception):
@@ -93,31 +97,44 @@ def clear_fault(ctx: DrillContext, p: ClearFault) -> str:
 def clear_faults(ctx: DrillContext, _: NoParams) -> str:
     """Every target of the simulator back to normal: the rollback that undoes any fault."""
     names = [t["name"] for t in ctx.sim.targets()]
-    for name in names:
-        ctx.sim.clear_fault(name)
-        ctx.faults.clear(name)
+    failed = []
+    for name in names:  # every target, even after one failed
+        try:
+            ctx.sim.clear_fault(name)
+            ctx.faults.clear(name)
+        except Exception as exc:
+            failed.append(f"{name} ({type(exc).__name__})")
+    if failed:
+        raise ActionFailed(f"could not clear {', '.join(failed)}")
     return f"cleared {len(names)} targets"
 
 
 def kill_control_plane(ctx: DrillContext, p: KillProcess) -> str:
     if ctx.kill_process is None:
         raise ActionFailed("the drill did not start the control plane (--target): it cannot kill it")
+    ctx.faults.start("control-plane")
     pid = ctx.kill_process(p.restart_after_s)
+    ctx.faults.clear("control-plane")
     return f"SIGKILL pid {pid}, restarted after {p.restart_after_s:g} s"
 
 
 def drop_database_connections(ctx: DrillContext, _: NoParams) -> str:
     """`pg_terminate_backend` on every other connection to the control plane's database."""
     if not ctx.database_url or not ctx.database_url.startswith(("postgresql", "postgres")):
-        raise ActionFailed("dropping database connections needs the control plane on PostgreSQL")
+        raise ActionFailed(
+            "dropping database connections needs the control plane on PostgreSQL (its own world with"
+            " DRCTL_DATABASE_URL, or DRCTL_DRILL_DATABASE_URL naming a --target's database)"
+        )
     import psycopg  # only this action needs it
 
+    ctx.faults.start("database")
     url = ctx.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         killed = conn.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchone()
+    ctx.faults.clear("database")
     return f"terminated {killed[0] if killed else 0} connections"
 
 
@@ -133,12 +150,28 @@ def failover(ctx: DrillContext, p: Failover) -> str:
 
 
 def failback(ctx: DrillContext, p: Failback) -> str:
+    """Fail back; a site already taking orders is done. A change still in progress (a move a
+    restarted control plane is finishing) is waited for, up to a bound, rather than reported ok."""
     body = {"reason": p.reason, "ramp_s": p.ramp_s}
-    resp = ctx.post(f"/v1/sites/{p.site}/failback", body, ctx.tokens.operator)
-    if resp.status_code >= 300 and resp.status_code != 409:
-        raise ActionFailed(f"failback of {p.site}: HTTP {resp.status_code} {_title(resp)}")
-    ctx.faults.clear(p.site)
-    return f"failback of {p.site}: HTTP {resp.status_code}"
+    deadline = time.monotonic() + FAILBACK_WAIT_S
+    while True:
+        resp = ctx.post(f"/v1/sites/{p.site}/failback", body, ctx.tokens.operator)
+        rule = _rule(resp)
+        if resp.status_code < 300 or (resp.status_code == 409 and rule == "already_accepting"):
+            ctx.faults.clear(p.site)
+            return f"failback of {p.site}: HTTP {resp.status_code}" + (f" ({rule})" if rule else "")
+        retriable = resp.status_code == 503 or rule == "one_change_per_site"
+        if not retriable or time.monotonic() > deadline:
+            raise ActionFailed(f"failback of {p.site}: HTTP {resp.status_code} {_title(resp)}")
+        time.sleep(1.0)
+
+
+def _rule(resp: Any) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return str(body["rule"]) if isinstance(body, dict) and body.get("rule") else None
 
 
 def _title(resp: Any) -> str:

@@ -191,6 +191,17 @@ class Experiment(_Strict):
         default_factory=dict
     )  # upper bounds on those times, e.g. {mitigate: 1}
 
+    @model_validator(mode="after")
+    def _fits_the_load(self) -> Experiment:
+        # faults after the load has ended measure nothing: the method must end inside it
+        needed = self.warmup_s + method_seconds(self)
+        if needed > self.load.duration_s:
+            raise ValueError(
+                f"warmup and method take up to {needed:g} s but the load lasts {self.load.duration_s:g} s"
+                " (load.duration_s)"
+            )
+        return self
+
 
 def scaled(x: Experiment, factor: float) -> Experiment:
     """The same experiment with every duration multiplied by `factor` (a short form for CI runs)."""
@@ -200,6 +211,10 @@ def scaled(x: Experiment, factor: float) -> Experiment:
     def step(s: Step) -> Step:
         if isinstance(s, PauseStep):
             return s.model_copy(update={"pause": s.pause * factor})
+        if isinstance(s, ProbeStep):
+            return s.model_copy(
+                update={"pause_after_s": s.pause_after_s * factor, "wait_up_to_s": s.wait_up_to_s * factor}
+            )
         return s.model_copy(update={"pause_after_s": s.pause_after_s * factor})
 
     load = x.load
@@ -215,6 +230,17 @@ def scaled(x: Experiment, factor: float) -> Experiment:
             "method": [step(s) for s in x.method],
         }
     )
+
+
+def method_seconds(x: Experiment) -> float:
+    """The longest the method can take: its pauses and the longest each probe may wait."""
+    total = 0.0
+    for s in x.method:
+        if isinstance(s, PauseStep):
+            total += s.pause
+        else:
+            total += s.pause_after_s + (s.wait_up_to_s if isinstance(s, ProbeStep) else 0.0)
+    return total
 
 
 class ExperimentError(Exception):

@@ -68,6 +68,9 @@ def reconcile(ctx: DrillContext, dcs: Iterable[str]) -> Reconciliation:
         if order_id in held:
             return "held"
         resp = ctx.get(f"/v1/orders/{order_id}", ctx.tokens.viewer)
-        return str(resp.json()["status"]) if resp.status_code == 200 else None
+        if resp.status_code == 404:
+            return None  # acknowledged to the shopper, unknown to the store: lost
+        resp.raise_for_status()  # an error answer is no evidence either way: the check fails
+        return str(resp.json()["status"])
 
     return classify(placed, ledgers, status_of)

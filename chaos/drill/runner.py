@@ -95,15 +95,22 @@ class DrillRunner:
         self._samples: list[measure.SiteSample] = []
         self._samples_lock = threading.Lock()
         self._locust: subprocess.Popen[bytes] | None = None
+        self._method_done = threading.Event()
+        self._sampler_done = threading.Event()
         self.journal = Journal(experiment.title, experiment.subject, time.time())
 
     # -- control ---------------------------------------------------------------------------------
 
     def abort(self, reason: str) -> None:
-        """Stop the method at once; rollbacks still run (safe from a signal handler)."""
+        """Stop the method at once; rollbacks still run."""
         if not self._abort.is_set():
             self._abort_reason = reason
             self._abort.set()
+
+    def abort_from_signal(self, reason: str) -> None:
+        """`abort` for a signal handler: Event.set takes a lock the interrupted thread may hold in
+        Event.wait (not re-entrant: a deadlock, cpython #126434), so another thread sets it."""
+        threading.Thread(target=self.abort, args=(reason,), daemon=True).start()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -114,6 +121,27 @@ class DrillRunner:
     # -- the run ---------------------------------------------------------------------------------
 
     def run(self) -> Journal:
+        """The whole drill. Whatever raises, Locust is stopped and the journal says how far it got."""
+        j = self.journal
+        try:
+            self._run()
+        except Exception as exc:
+            j.status = "failed"
+            j.deviations.append(f"the drill failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._method_done.set()
+            self._sampler_done.set()
+            self._stop_locust()
+            j.ended_at = time.time()
+        if j.status == "running" and self._abort.is_set():
+            # aborted while the load wound down or the orders settled: the figures are partial
+            j.status = "aborted"
+            j.deviations.append(f"aborted: {self._abort_reason}")
+        if j.status == "running":
+            j.status = "deviated" if j.deviations else "completed"
+        return j
+
+    def _run(self) -> None:
         j = self.journal
         sites = self.ctx.get("/v1/sites", self.ctx.tokens.viewer).raise_for_status().json()
         by_code = {s["code"]: s for s in sites}
@@ -121,11 +149,8 @@ class DrillRunner:
             known = ", ".join(by_code)
             raise ValueError(f"subject {self.x.subject!r} is not a site of the target (sites: {known})")
         region = by_code[self.x.subject]["region"]
-        sampler = threading.Thread(target=self._sample_sites, daemon=True, name="drill-sampler")
-        done = threading.Event()
-        self._sampler_done = done
-        sampler.start()
-        watcher: threading.Thread | None = None
+        threading.Thread(target=self._sample_sites, daemon=True, name="drill-sampler").start()
+        watcher = threading.Thread(target=self._watch_stop_conditions, daemon=True, name="drill-stops")
         method_started = time.time()
         try:
             self._start_load()
@@ -135,9 +160,8 @@ class DrillRunner:
             if not self._checks(self.x.steady_state, "steady_state_before"):
                 j.deviations.append("the steady state did not hold before the method")
                 raise Aborted("steady state did not hold before the method")
-            watcher = threading.Thread(target=self._watch_stop_conditions, daemon=True, name="drill-stops")
-            watcher.start()
             method_started = time.time()
+            watcher.start()
             self._method()
         except Aborted as exc:
             j.status = "aborted"
@@ -146,22 +170,18 @@ class DrillRunner:
             j.events.append(Event(time.time(), "method", "abort", "abort", False, str(exc)))
             self.progress(f"aborted: {exc}")
         finally:
+            # stop conditions guard the method only: after it the load winds down and an empty
+            # latency window is no crossing
+            self._method_done.set()
+            if watcher.is_alive():
+                watcher.join(STOP_CHECK_EVERY_S * 5)
             self._rollbacks()
-        try:
-            self._finish_load()
-            self._settle()
-            if not self._checks(self.x.steady_state, "steady_state_after", raise_on_abort=False):
-                j.deviations.append("the steady state did not hold after the method")
-            done.set()
-            sampler.join(2)
-            self._measure(region, method_started, by_code[self.x.subject])
-        finally:
-            done.set()
-            self._stop_locust()
-            j.ended_at = time.time()
-        if j.status == "running":
-            j.status = "deviated" if j.deviations else "completed"
-        return j
+        self._finish_load()
+        self._settle()
+        if not self._checks(self.x.steady_state, "steady_state_after", raise_on_abort=False):
+            j.deviations.append("the steady state did not hold after the method")
+        self._sampler_done.set()
+        self._measure(region, method_started, by_code[self.x.subject])
 
     def _method(self) -> None:
         for i, step in enumerate(self.x.method):
@@ -180,7 +200,7 @@ class DrillRunner:
                 deadline = time.monotonic() + step.wait_up_to_s
                 while not (held := self._probe(step, "method")) and time.monotonic() < deadline:
                     self._sleep(0.5)
-                if not held:
+                if not held and step.tolerance is not None:
                     self.journal.deviations.append(f"method[{i}] {step.probe} did not hold")
             self._sleep(step.pause_after_s)
 
@@ -217,8 +237,10 @@ class DrillRunner:
         return held
 
     def _watch_stop_conditions(self) -> None:
-        while not self._abort.is_set() and not self._sampler_done.is_set():
+        while not self._abort.is_set() and not self._method_done.is_set():
             for check in self.x.stop_conditions:
+                if self._method_done.is_set():
+                    return
                 if not self._probe(check, "stop_condition"):
                     self.journal.deviations.append(f"stop condition crossed: {check.probe}")
                     self.abort(f"stop condition crossed: {check.probe}")
@@ -228,15 +250,21 @@ class DrillRunner:
     def _rollbacks(self) -> None:
         if self.x.rollbacks:
             self.progress("rolling back")
-        for step in self.x.rollbacks:
-            self._action(step, "rollback")  # every rollback runs, whatever the one before did
+        for i, step in enumerate(self.x.rollbacks):
+            # every rollback runs, whatever the one before did; one that failed may have left a
+            # fault in place, which is the first thing the operator must hear
+            if not self._action(step, "rollback"):
+                self.journal.deviations.insert(
+                    0, f"rollbacks[{i}] {step.action} failed: check the target by hand"
+                )
 
     # -- load --------------------------------------------------------------------------------------
 
     def _start_load(self) -> None:
         load, spec = self.x.load, self.load
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DRCTL_DRILL_")}
         env = {
-            **os.environ,
+            **inherited,
             "DRCTL_DRILL_INGEST_TOKEN": spec.ingest_token,
             "DRCTL_DRILL_VIEWER_TOKEN": spec.viewer_token,
             "DRCTL_DRILL_SHAPE": load.profile,
@@ -281,7 +309,7 @@ class DrillRunner:
         if self.journal.status != "aborted":
             self.progress("load: running to the end of its profile")
             deadline = time.monotonic() + max(0.0, left)
-            while self._locust.poll() is None and time.monotonic() < deadline:
+            while self._locust.poll() is None and time.monotonic() < deadline and not self._abort.is_set():
                 time.sleep(0.2)
         self._stop_locust()
 
@@ -300,7 +328,7 @@ class DrillRunner:
         """Held orders and moves in flight get `settle_s` to land before the reconciliation."""
         deadline = time.monotonic() + self.x.settle_s
         self.progress(f"settling (up to {self.x.settle_s:g} s)")
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._abort.is_set():
             busy = 0
             for status in ("held", "received", "routed"):
                 got = self.ctx.get("/v1/orders", self.ctx.tokens.viewer, status=status, limit=1)

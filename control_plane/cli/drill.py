@@ -5,11 +5,13 @@ Exit codes: 0 the hypothesis held; 1 it deviated (or the drill was aborted); 2 a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -102,8 +104,10 @@ def run(
         raise InvalidInput("--target and --sim-admin go together")
     if not world.exists():
         raise InvalidInput(f"world file {world} not found (the load's demand comes from it)")
-    work = workdir or Path(tempfile.mkdtemp(prefix="drctl-drill-"))
-    work.mkdir(parents=True, exist_ok=True)
+    target_tokens = _target_tokens() if target is not None else None
+    if journal is not None and not journal.parent.is_dir():
+        raise InvalidInput(f"--journal {journal}: no directory {journal.parent}")
+    work = _workdir(workdir)
     own: DrillWorld | None = None
     stopping = _Stopping()
     with stopping.installed():
@@ -111,13 +115,20 @@ def run(
             if target is None:
                 console.print(f"[bold]drill[/] {x.title}: starting the world in {work}")
                 own = DrillWorld(world, work, os.environ.get("DRCTL_DATABASE_URL"))
-                own.start()
+                with stopping.deferred():  # a child started is a child stopped: no signal in between
+                    own.start()
+                stopping.raise_pending()
                 assert own.tokens is not None and own.sim is not None
                 base, sim, issued = own.base_url, own.sim, own.tokens
                 tokens = Tokens(issued.viewer, issued.operator, issued.ingest)
+                database_url: str | None = own.database_url
             else:
-                base, sim, tokens = target, SimAdmin(sim_admin or ""), _target_tokens()
-            result = _run(x, base, sim, tokens, own, world, work, stopping)
+                assert target_tokens is not None
+                base, sim, tokens = target, SimAdmin(sim_admin or ""), target_tokens
+                # dropping connections needs the target's database named on purpose, never the
+                # DRCTL_DATABASE_URL the operator's shell happens to hold
+                database_url = os.environ.get("DRCTL_DRILL_DATABASE_URL")
+            result = _run(x, base, sim, tokens, own, database_url, world, work, stopping)
         finally:
             stopping.hold()
             if own is not None:
@@ -126,6 +137,16 @@ def run(
     path.write_text(result.to_json())
     _summary(result, path)
     raise typer.Exit(0 if result.status == "completed" else 1)
+
+
+def _workdir(given: Path | None) -> Path:
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix="drctl-drill-"))
+    if given.exists() and (not given.is_dir() or any(given.iterdir())):
+        # an earlier run's outcomes and store would be counted as this run's
+        raise InvalidInput(f"--workdir {given}: not an empty directory")
+    given.mkdir(parents=True, exist_ok=True)
+    return given
 
 
 def _target_tokens() -> Tokens:
@@ -142,15 +163,16 @@ def _run(
     sim: SimAdmin,
     tokens: Tokens,
     own: DrillWorld | None,
+    database_url: str | None,
     world_file: Path,
     work: Path,
     stopping: _Stopping,
 ) -> Journal:
     with httpx.Client(base_url=base, timeout=10, trust_env=False) as api:
+        _check_target(api, tokens, x.subject)
         ctx = DrillContext(
             api=api, tokens=tokens, sim=sim, outcomes=Outcomes(work / "outcomes.jsonl"),
-            database_url=own.database_url if own else os.environ.get("DRCTL_DATABASE_URL"),
-            kill_process=own.kill_and_restart if own else None,
+            database_url=database_url, kill_process=own.kill_and_restart if own else None,
         )  # fmt: skip
         load = LoadSpec(base, tokens.ingest, tokens.viewer, world_file, work)
         total = x.warmup_s + x.load.duration_s + x.settle_s
@@ -177,40 +199,70 @@ def _run(
                 ticking.set()
 
 
+def _check_target(api: httpx.Client, tokens: Tokens, subject: str) -> None:
+    """Bad tokens or a subject the target does not have: exit 2 before any load or fault."""
+    try:
+        resp = api.get("/v1/sites", headers={"Authorization": f"Bearer {tokens.viewer}"})
+    except httpx.HTTPError as exc:
+        raise InvalidInput(
+            f"the control plane at {api.base_url} does not answer ({type(exc).__name__})"
+        ) from None
+    if resp.status_code in (401, 403):
+        raise InvalidInput(f"the viewer token is refused by {api.base_url} (HTTP {resp.status_code})")
+    resp.raise_for_status()
+    codes = [site["code"] for site in resp.json()]
+    if subject not in codes:
+        raise InvalidInput(f"subject {subject!r} is not a site of the target (sites: {', '.join(codes)})")
+
+
 class _Stopping:
     """Ctrl-C / SIGTERM abort the drill: its method stops, its rollbacks run, the world stops."""
 
     def __init__(self) -> None:
         self.runner: DrillRunner | None = None
+        self.pending: str | None = None
         self._held = False
+        self._deferring = False
 
     def handle(self, signum: int, _: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if self._deferring:
+            self.pending = self.pending or name  # acted on once the world has started
+            return
         if self.runner is not None and not self._held:
             console.print(f"[yellow]{name}: aborting the drill, rolling back (wait for it)[/]")
-            self.runner.abort(f"interrupted by {name}")
+            self.runner.abort_from_signal(f"interrupted by {name}")
             return
         if self._held:
             console.print(f"[yellow]{name}: cleaning up, wait[/]")
             return
         raise KeyboardInterrupt
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def raise_pending(self) -> None:
+        if self.pending is not None:
+            raise InvalidInput(f"stopped by {self.pending} while the world started: nothing was run")
+
     def hold(self) -> None:
         self._held = True
 
-    def installed(self) -> Any:
-        import contextlib
-
-        @contextlib.contextmanager
-        def cm() -> Any:
-            before = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in before.items():
-                    signal.signal(sig, handler)
-
-        return cm()
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        before = {
+            sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
 
 def _fmt_s(value: Any) -> str:

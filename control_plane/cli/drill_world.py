@@ -6,6 +6,7 @@ The drill then drives it over HTTP only, as it would a deployment given with `--
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from chaos.ports import free_port
 from chaos.sim_process import SimProcess, control_plane_ready, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
 from control_plane.domain import DomainError
-from control_plane.store.db import make_engine, make_session_factory
+from control_plane.store.db import make_engine, make_session_factory, scratch_database
 from control_plane.store.migrate import upgrade
 from control_plane.world.loader import load_world_file
 from control_plane.world.repository import apply_bia_targets, save_world
@@ -47,10 +48,14 @@ class Issued:
 class DrillWorld:
     """Start with `start()`, end with `stop()` (idempotent); `kill_and_restart` is the kill action."""
 
-    def __init__(self, world_path: Path, workdir: Path, database_url: str | None) -> None:
+    def __init__(self, world_path: Path, workdir: Path, server_url: str | None) -> None:
+        """`server_url` (DRCTL_DATABASE_URL) picks PostgreSQL: the drill makes a scratch database on
+        that server and drops it at the end, never writing into the database the URL names."""
         self.world_path = world_path
         self.workdir = workdir
-        self.database_url = database_url or f"sqlite:///{workdir / 'drill.db'}"
+        self._server_url = server_url if server_url and server_url.startswith("postgres") else None
+        self._scratch = contextlib.ExitStack()
+        self.database_url = f"sqlite:///{workdir / 'drill.db'}"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.sim: SimProcess | None = None
@@ -59,6 +64,8 @@ class DrillWorld:
 
     def start(self) -> None:
         world, model = load_world_file(self.world_path)
+        if self._server_url is not None:
+            self.database_url = self._scratch.enter_context(scratch_database(self._server_url, "drctl_drill"))
         engine = make_engine(self.database_url, pool_size=2)
         try:
             upgrade(engine)
@@ -122,3 +129,4 @@ class DrillWorld:
         sim, self.sim = self.sim, None
         if sim is not None:
             sim.stop()
+        self._scratch.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -103,3 +104,29 @@ def autocommit_connection(engine: Engine) -> Iterator[Any]:
         else:
             conn.autocommit = False  # the pool's other users expect SQLAlchemy's transactions
         pooled.close()
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of `server_url`, dropped afterwards; its URL.
+
+    For work that must not touch the database the URL names (a drill's world, a benchmark): only
+    the server and the credentials are taken from it.
+    """
+    import psycopg  # PostgreSQL only
+    from psycopg import sql
+
+    u = make_url(server_url)
+    if u.get_backend_name() != "postgresql":
+        raise ValueError("a scratch database needs a PostgreSQL server URL")
+    name = f"{prefix}_{os.urandom(4).hex()}"
+    # the server and credentials only: options such as a search_path name things in the old database
+    u = u.set(query={})
+    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield u.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
