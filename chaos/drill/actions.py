@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chaos.drill.context import DrillContext
-
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-
+from chaos.drill.params import Code, NoParams, Params
 
 FAILBACK_WAIT_S = 60.0
 
@@ -23,11 +21,7 @@ class ActionFailed(Exception):
     """The action could not be taken; the message says why (no secrets)."""
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SiteFault(_Params):
+class SiteFault(Params):
     site: Code
     mode: Literal["down", "latency", "error_rate", "partition"]
     latency_ms: Annotated[float, Field(gt=0, le=120_000)] | None = None
@@ -35,33 +29,29 @@ class SiteFault(_Params):
     seed: int | None = None
 
 
-class IntegrationOutage(_Params):
+class IntegrationOutage(Params):
     integration: Code
     mode: Literal["down", "latency", "error_rate"] = "down"
     latency_ms: Annotated[float, Field(gt=0, le=120_000)] | None = None
     p: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
-class ClearFault(_Params):
+class ClearFault(Params):
     target: Code
 
 
-class NoParams(_Params):
-    pass
-
-
-class KillProcess(_Params):
+class KillProcess(Params):
     restart_after_s: Annotated[float, Field(ge=0, le=120)] = 1.0
 
 
-class Failover(_Params):
+class Failover(Params):
     site: Code
     reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill"
     targets: list[Code] | None = None
     force: bool = False
 
 
-class Failback(_Params):
+class Failback(Params):
     site: Code
     reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill over"
     ramp_s: Annotated[float, Field(ge=0, le=86_400)] = 0
@@ -166,17 +156,20 @@ def failback(ctx: DrillContext, p: Failback) -> str:
         time.sleep(1.0)
 
 
-def _rule(resp: Any) -> str | None:
+def _problem(resp: Any) -> dict[str, Any]:
+    """The problem+json body of an answer ({} when it has none)."""
     try:
         body = resp.json()
     except ValueError:
-        return None
-    return str(body["rule"]) if isinstance(body, dict) and body.get("rule") else None
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _title(resp: Any) -> str:
-    try:
-        body = resp.json()
-    except ValueError:
-        return ""
-    return str(body.get("detail") or body.get("title") or "") if isinstance(body, dict) else ""
+    problem = _problem(resp)
+    return str(problem.get("detail") or problem.get("title") or "")
+
+
+def _rule(resp: Any) -> str | None:
+    rule = _problem(resp).get("rule")
+    return str(rule) if rule else None

@@ -103,7 +103,6 @@ class DrillContext:
     # kills one control-plane process and starts it again; None when driving a --target deployment
     kill_process: Callable[[float], int] | None = None
     faults: Faults = field(default_factory=Faults)
-    log: Callable[[str], None] = lambda _: None
 
     def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -29,13 +29,15 @@ stop_conditions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from chaos.drill.registry import ACTIONS, PROBES
+from chaos.drill.params import Code
+from chaos.drill.registry import ACTIONS, PROBES, Spec
 
 
 class _Strict(BaseModel):
@@ -78,9 +80,12 @@ class Tolerance(_Strict):
         return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
 
 
-def _check_params(model: type[BaseModel], given: dict[str, Any]) -> None:
+def _check_registered(kind: str, name: str, registry: Mapping[str, Spec], given: dict[str, Any]) -> None:
+    spec = registry.get(name)
+    if spec is None:
+        raise ValueError(f"unknown {kind} {name!r} (known: {', '.join(sorted(registry))})")
     try:
-        model.model_validate(given)
+        spec.params.model_validate(given)
     except ValidationError as exc:
         # raised as a ValueError of this step, so the error's path stays the step's
         problems = [f"with.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
@@ -94,10 +99,7 @@ class ActionStep(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> ActionStep:
-        spec = ACTIONS.get(self.action)
-        if spec is None:
-            raise ValueError(f"unknown action {self.action!r} (known: {', '.join(sorted(ACTIONS))})")
-        _check_params(spec.params, self.with_)
+        _check_registered("action", self.action, ACTIONS, self.with_)
         return self
 
 
@@ -115,10 +117,7 @@ class ProbeStep(_Strict):
     def _known(self) -> ProbeStep:
         if self.wait_up_to_s and self.tolerance is None:
             raise ValueError("wait_up_to_s needs a tolerance to wait for")
-        spec = PROBES.get(self.probe)
-        if spec is None:
-            raise ValueError(f"unknown probe {self.probe!r} (known: {', '.join(sorted(PROBES))})")
-        _check_params(spec.params, self.with_)
+        _check_registered("probe", self.probe, PROBES, self.with_)
         return self
 
 
@@ -176,7 +175,7 @@ class Load(_Strict):
 class Experiment(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     description: str = ""
-    subject: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    subject: Code
     load: Load = Load()
     warmup_s: Annotated[float, Field(ge=0, le=600)] = 5.0  # load before the steady state is checked
     steady_state: list[Check] = Field(default_factory=list)

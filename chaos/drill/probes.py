@@ -9,18 +9,15 @@ from typing import Annotated, Any, Literal
 from jsonpath_ng import parse as parse_jsonpath
 from jsonpath_ng.exceptions import JsonPathParserError
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from chaos.drill.context import DrillContext
 from chaos.drill.measure import percentile
+from chaos.drill.params import NoParams, Params
 from chaos.drill.reconcile import reconcile
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpGet(_Params):
+class HttpGet(Params):
     path: Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=500)]
     jsonpath: Annotated[str, Field(max_length=500)] | None = None  # none: the probe is the status code
     as_role: Literal["viewer", "none"] = "viewer"
@@ -36,18 +33,14 @@ class HttpGet(_Params):
         return value
 
 
-class Metric(_Params):
+class Metric(Params):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
     labels: dict[str, str] = Field(default_factory=dict)
     aggregate: Literal["sum", "max", "min"] = "sum"  # over the series matching the labels
 
 
-class Window(_Params):
+class Window(Params):
     window_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-
-
-class NoParams(_Params):
-    pass
 
 
 def http_get(ctx: DrillContext, p: HttpGet) -> Any:

@@ -8,6 +8,7 @@ SIGTERM). Every wait is bounded and checks for an abort at least every 0.2 s.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -428,8 +429,6 @@ class DrillRunner:
         path = self.load.workdir / "locust_stats.csv"
         if not path.exists():
             return {}
-        import csv
-
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         return {"stats": rows, "exit_code": self._locust.returncode if self._locust else None}
