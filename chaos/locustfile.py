@@ -208,6 +208,15 @@ def retry_wait_s(code: int, retry_after: str | None, tries: int) -> float | None
     return min(MAX_RETRY_WAIT_S, max(0.0, asked))
 
 
+PASSED_OVER = ("failed", "refused", "breaker_open")
+
+
+def passed_over(answer: dict[str, Any]) -> list[str]:
+    """The sites the order's route attempts could not use: the evidence that it was rerouted."""
+    attempts = answer.get("attempts") or []
+    return sorted({a["site"] for a in attempts if a.get("site") and a.get("outcome") in PASSED_OVER})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One order's final answer, as a line of the outcomes file."""
@@ -222,6 +231,8 @@ class Outcome:
     status: str | None
     site: str | None
     attempts: int
+    # sites the control plane tried for it and could not use (failed, refused, breaker open)
+    passed_over: list[str]
 
 
 class OutcomeLog:
@@ -367,6 +378,7 @@ class Shopper(DrctlUser):
                     status=answer.get("status"),
                     site=answer.get("site"),
                     attempts=tries,
+                    passed_over=passed_over(answer),
                 )
             )
 

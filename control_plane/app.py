@@ -16,6 +16,9 @@ from control_plane.auth.deps import TokenCache
 from control_plane.background import BackgroundLoop
 from control_plane.bia_runs import endpoints as bia
 from control_plane.context import AppContext, build_context, utcnow
+from control_plane.drills import endpoints as drills
+from control_plane.drills.calendar import EMPTY, load_calendar
+from control_plane.drills.service import DrillService
 from control_plane.logs import configure_logging
 from control_plane.metrics import mark_this_process_dead
 from control_plane.monitoring import endpoints as monitoring
@@ -102,6 +105,9 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.token_cache = TokenCache()
     app.state.operations = site_ops
+    # a calendar that cannot be read stops the start: a typo must not quietly allow drills at peak
+    calendar = load_calendar(settings.commerce_calendar) if settings.commerce_calendar else EMPTY
+    app.state.drills = DrillService(ctx.sessions, clock, calendar, settings.drill_heartbeat_timeout_s)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(orders.router)
@@ -112,6 +118,7 @@ def create_app(
     app.include_router(monitoring.router)
     app.include_router(alerting.router)
     app.include_router(notices.router)
+    app.include_router(drills.router)
     _ops_routes(app, ctx)
     return app
 

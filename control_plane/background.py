@@ -118,6 +118,7 @@ class BackgroundLoop:
             for code, health in world_repo.integration_health(s).items():
                 m.integration_health.labels(code).set(HEALTH_VALUE[health.value])
             firing = alert_repo.firing_counts(s)
+            recoveries = world_repo.last_recoveries(s)
         # every replica exports the same alert gauges, read from the shared store
         for rule in RULE_NAMES:
             m.alerts_firing.labels(rule).set(firing.get(rule, 0))
@@ -127,3 +128,7 @@ class BackgroundLoop:
             m.site_health.labels(code).set(HEALTH_VALUE[st.health.value])
             m.site_load_ratio.labels(code).set(st.load_ratio)
             m.breaker_state.labels(code).set(st.breaker.metric_value)
+            if st.site.rto_hours is not None:
+                m.site_rto_seconds.labels(code).set(st.site.rto_hours * 3600)
+            if code in recoveries:
+                m.drill_recovery_seconds.labels(code).set(recoveries[code].recover_s)

@@ -112,7 +112,10 @@ def build_context(
         fail_max=settings.breaker_fail_max,
         reset_timeout_s=settings.breaker_reset_timeout_s,
         success_threshold=settings.breaker_success_threshold,
+        enabled=settings.breakers,
     )
+    if not settings.breakers:
+        log.warning("DRCTL_BREAKERS=false: circuit breakers are OFF, a failing DC keeps getting orders")
     storage = redis_storage_factory(settings.redis_url) if settings.redis_url else None
     board = BreakerBoard(policy, storage, on_breaker_change)
     client = HttpDcClient(

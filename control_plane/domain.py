@@ -187,6 +187,24 @@ class RouteAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Recovery:
+    """A measured recovery of a site (a drill's, or an outage incident's from start to resolved)."""
+
+    site: str
+    source: str  # drill | incident
+    source_id: int
+    measured_at: datetime
+    recover_s: float
+    detect_s: float | None = None
+    mitigate_s: float | None = None
+    rto_s: float | None = None  # the site's target when it was measured
+
+    @property
+    def within_rto(self) -> bool | None:
+        return None if self.rto_s is None else self.recover_s <= self.rto_s
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
     """Who asks for a change, and the Idempotency-Key they sent with it (for the audit log)."""
 

@@ -115,6 +115,17 @@ class Metrics:
             registry=reg,
             **gauge_mode,
         )
+        self.drill_recovery_seconds = Gauge(
+            "drctl_drill_recovery_seconds",
+            "Last measured time to recover of a site (a chaos drill, or an outage incident resolved)",
+            ["site"],
+            registry=reg,
+            **gauge_mode,
+        )
+        self.site_rto_seconds = Gauge(
+            "drctl_site_rto_seconds", "The site's RTO target from the latest BIA", ["site"], registry=reg,
+            **gauge_mode,
+        )  # fmt: skip
         self.probe_seconds = Histogram(
             "drctl_probe_seconds",
             "Duration of one health probe (failed probes included)",

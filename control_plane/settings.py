@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     breaker_fail_max: int = 5
     breaker_reset_timeout_s: float = 10.0
     breaker_success_threshold: int = 2
+    breakers: bool = True  # false only for a drill's negative control: nothing trips, ever
 
     # DC calls (httpx)
     dc_connect_timeout_s: float = 0.5
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     # automatic failover when a site's breaker stays open: off | propose | on
     auto_failover: Literal["off", "propose", "on"] = "off"
     auto_failover_after_s: float = 60.0
+
+    # chaos drills: none starts inside a peak window of the commerce calendar unless forced; a
+    # running drill that has not been heard from for this long is shown as lost (killed?)
+    commerce_calendar: Path | None = None
+    drill_heartbeat_timeout_s: float = 30.0
 
     # scheduler: periodic monitoring jobs run on one elected replica (PostgreSQL advisory lock)
     scheduler: bool = True

@@ -40,6 +40,9 @@ class BreakerPolicy:
     reset_timeout_s: float = 10.0
     success_threshold: int = 2
     trial_timeout_s: float = 30.0  # a trial call never reported back frees the slot after this
+    # off only for a negative control (a drill showing what happens without breakers): every
+    # call is admitted, nothing is recorded, the state stays closed
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class GatedBreaker:
 
     def admit(self) -> Admission:
         """Let a call go out or raise BreakerOpen; the caller must record its outcome."""
+        if not self.policy.enabled:
+            return Admission(trial=False)
         with self._lock:
             state = self._cb.state.name
             if state == pybreaker.STATE_CLOSED:
@@ -141,6 +146,8 @@ class GatedBreaker:
         self._record(admission, exc)
 
     def _record(self, admission: Admission, exc: BaseException | None) -> None:
+        if not self.policy.enabled:
+            return
         with self._lock:
             if admission.trial:
                 self._trial_started = None

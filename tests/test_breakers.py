@@ -193,3 +193,14 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert max(delays) <= 30 * 1.2
     with pytest.raises(ValueError):
         retry_delay_s(0, 1, 30)
+
+
+def test_with_breakers_off_every_call_is_admitted_and_nothing_trips() -> None:
+    from failover.breakers import BreakerPolicy as _Policy
+    from failover.breakers import GatedBreaker as _Gated
+
+    breaker = _Gated("icheon", _Policy(fail_max=1, enabled=False))
+    for _ in range(10):
+        admission = breaker.admit()
+        breaker.record_failure(admission, RuntimeError("refused"))
+    assert breaker.state.value == "closed" and breaker.fail_counter == 0

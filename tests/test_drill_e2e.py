@@ -14,10 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from chaos.sim_process import SimProcess, wait_until
 
@@ -114,17 +117,8 @@ settle_s: 5
 
 
 def test_ctrl_c_mid_method_rolls_back_every_fault(tmp_path: Path, running: Any) -> None:
-    _, world_path, sim, base, tokens = running
-    experiment = tmp_path / "long.yaml"
-    experiment.write_text(LONG_FAULT)
-    journal = tmp_path / "journal.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "control_plane", "drill", "run", str(experiment), "--target", base,
-         "--sim-admin", sim.admin_url, "--world", str(world_path), "--journal", str(journal),
-         "--workdir", str(tmp_path / "work")],
-        env={**os.environ, **target_env(sim, tokens)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    _, _, sim, _, _ = running
+    proc, journal = start_drill(tmp_path, running, LONG_FAULT)
     try:
         assert wait_until(lambda: len(faulted(sim)) == 2, 60, 0.2), f"faults never landed: {faults(sim)}"
         time.sleep(1)
@@ -201,3 +195,118 @@ def test_a_typo_in_the_experiment_is_exit_2_and_starts_nothing(tmp_path: Path) -
     assert nowhere.returncode == 2 and "no directory" in nowhere.stderr
     assert drctl("drill", "run", "icheon-flood-at-peak", "--time-scale", "7").returncode == 2
     assert drctl("drill", "run", "icheon-flood-at-peak", "--target", "http://127.0.0.1:1").returncode == 2
+
+
+def start_drill(tmp_path: Path, running: Any, text: str, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+    _, world_path, sim, base, tokens = running
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(text)
+    journal = tmp_path / "journal.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane", "drill", "run", str(experiment), "--target", base,
+         "--sim-admin", sim.admin_url, "--world", str(world_path), "--journal", str(journal),
+         "--workdir", str(tmp_path / "work"), *extra],
+        env={**os.environ, **target_env(sim, tokens)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    return proc, journal
+
+
+def test_the_kill_switch_stops_every_drill_and_its_rollbacks_run(tmp_path: Path, running: Any) -> None:
+    _, _, sim, base, tokens = running
+    proc, journal = start_drill(tmp_path, running, LONG_FAULT)
+    auth = {"Authorization": f"Bearer {tokens['operator']}"}
+    try:
+        assert wait_until(lambda: len(faulted(sim)) == 2, 60, 0.2), f"faults never landed: {faults(sim)}"
+        pulled = httpx.post(
+            f"{base}/v1/drills/abort", json={"reason": "the sale started early"}, headers=auth
+        )
+        assert pulled.status_code == 200 and len(pulled.json()["aborted"]) == 1, pulled.text
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert time.monotonic() - started < 30, "the drill did not hear the kill switch"
+    assert faulted(sim) == [], faults(sim)
+    j = journal_of(journal)
+    assert j["status"] == "aborted"
+    assert "aborted: the kill switch was pulled: the sale started early" in j["deviations"]
+    stored = httpx.get(f"{base}/v1/drills/{j['drill_id']}", headers=auth).json()
+    assert stored["status"] == "aborted" and stored["abort_reason"] == "the sale started early"
+    assert stored["journal"]["events"] == j["events"]
+    assert (tmp_path / "work" / "report.html").exists() and f"stored as drill {j['drill_id']}" in out
+
+
+def test_drill_abort_on_this_machine_signals_a_drill_with_its_own_world(tmp_path: Path, running: Any) -> None:
+    _, _, sim, _, _ = running
+    proc, journal = start_drill(tmp_path, running, LONG_FAULT)
+    try:
+        assert wait_until(lambda: len(faulted(sim)) == 2, 60, 0.2), f"faults never landed: {faults(sim)}"
+        env = {k: v for k, v in os.environ.items() if k not in ("DRCTL_URL", "DRCTL_TOKEN")}
+        told = subprocess.run(
+            [sys.executable, "-m", "control_plane", "drill", "abort", "--reason", "stop everything"],
+            capture_output=True, text=True, timeout=30, env=env,
+        )  # fmt: skip
+        assert told.returncode == 0, told.stderr
+        assert f"sent SIGTERM (pids {proc.pid})" in told.stdout
+        proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and faulted(sim) == []
+    assert "aborted: interrupted by SIGTERM" in journal_of(journal)["deviations"]
+
+
+SHORT = """
+title: a short one
+subject: icheon
+load: {profile: steady, users: 1, duration_s: 6}
+warmup_s: 1
+method:
+  - pause: 1
+settle_s: 2
+"""
+
+
+def test_a_drill_inside_a_peak_window_is_refused_unless_forced(tmp_path: Path, running: Any) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    calendar = tmp_path / "calendar.yaml"
+    window = {"name": "Black Friday", "start": (now - timedelta(hours=1)).isoformat(timespec="minutes"),
+              "end": (now + timedelta(hours=1)).isoformat(timespec="minutes")}  # fmt: skip
+    calendar.write_text(yaml.safe_dump({"timezone": "UTC", "windows": [window]}))
+    refused = drctl("drill", "run", "icheon-flood-at-peak", "--calendar", str(calendar),
+                    "--workdir", str(tmp_path / "w1"))  # fmt: skip
+    assert refused.returncode == 2 and "peak_window: Black Friday (" in refused.stderr, refused.stderr
+    assert not (tmp_path / "w1").exists()
+    no_reason = drctl("drill", "run", "icheon-flood-at-peak", "--calendar", str(calendar), "--force")
+    assert no_reason.returncode == 2 and "--force needs --reason" in no_reason.stderr
+
+    _, _, _, base, tokens = running
+    proc, journal = start_drill(tmp_path, running, SHORT, "--calendar", str(calendar), "--force",
+                                "--reason", "rehearsal agreed with the sale team")  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    stored = httpx.get(f"{base}/v1/drills/{journal_of(journal)['drill_id']}",
+                       headers={"Authorization": f"Bearer {tokens['viewer']}"}).json()  # fmt: skip
+    assert stored["status"] == "completed"
+
+
+def test_negative_control_without_breakers_the_flood_drill_deviates_and_says_why(tmp_path: Path) -> None:
+    # the same experiment and short form, on a control plane whose breakers are off: only its
+    # probes (10 s apart by default) could see the flood, too late for the drill's bounds
+    _, world_path = write_test_world(tmp_path / "world.yaml")
+    journal = tmp_path / "journal.json"
+    done = drctl(
+        "drill", "run", "icheon-flood-at-peak", "--world", str(world_path), "--time-scale", "0.2",
+        "--journal", str(journal), "--workdir", str(tmp_path / "work"), env={"DRCTL_BREAKERS": "false"},
+    )  # fmt: skip
+    j = journal_of(journal)
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr[-2000:]}"
+    assert j["status"] == "deviated"
+    why = " | ".join(j["deviations"])
+    assert "never showed the fault" in why or "time to detect" in why, why
+    assert "deviation:" in done.stdout
+    # and it lost nothing: without breakers orders pay for it in latency, they are not dropped
+    assert j["reconciliation"]["lost"] == 0 and j["reconciliation"]["duplicated"] == 0

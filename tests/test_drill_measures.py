@@ -6,9 +6,11 @@ from __future__ import annotations
 from chaos.drill.context import Outcome
 from chaos.drill.measure import (
     SiteSample,
+    changes,
     latency,
     per_second,
     percentile,
+    routed_away_at,
     time_to_detect,
     time_to_mitigate,
     time_to_recover,
@@ -19,9 +21,12 @@ FAULT = 1000.0
 
 
 def order(t: float, region: str = "seoul", site: str | None = "icheon", code: int = 201,
-          status: str = "accepted", latency_ms: float = 20.0) -> Outcome:  # fmt: skip
+          status: str = "accepted", latency_ms: float = 20.0,
+          passed_over: tuple[str, ...] = ()) -> Outcome:  # fmt: skip
     oid = None if code >= 300 else f"o-{t}-{region}-{site}"
-    return Outcome(t, latency_ms, code, region, oid, status if oid else None, site if oid else None)
+    return Outcome(
+        t, latency_ms, code, region, oid, status if oid else None, site if oid else None, passed_over
+    )
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -43,16 +48,20 @@ def test_detect_is_the_first_sample_after_the_fault_that_shows_the_subject_broke
     assert time_to_detect(samples[:3], "icheon", FAULT) is None
 
 
-def test_mitigate_is_the_first_order_of_the_region_a_backup_accepted_after_the_fault() -> None:
+def test_mitigate_is_the_first_order_a_backup_took_away_from_the_subject() -> None:
     outcomes = [
-        order(FAULT - 5, site="daejeon"),  # before the fault
+        order(FAULT - 5, site="daejeon", passed_over=("icheon",)),  # before the fault
         order(FAULT + 0.1, site="icheon"),  # still at the subject
-        order(FAULT + 0.2, region="busan", site="busan"),  # another region
-        order(FAULT + 0.3, site="daejeon", code=202, status="held"),  # held is not accepted
-        order(FAULT + 0.5, site="daejeon", latency_ms=250),
+        order(FAULT + 0.15, site="seoul-mfc"),  # the region's other DC: no evidence before detection
+        order(FAULT + 0.2, region="busan", site="busan"),  # another region, not passed over
+        order(FAULT + 0.3, site="daejeon", code=202, status="held", passed_over=("icheon",)),  # held
+        order(FAULT + 0.5, region="busan", site="daejeon", latency_ms=250, passed_over=("icheon",)),
     ]
-    assert time_to_mitigate(outcomes, "icheon", "seoul", FAULT) == 0.75
-    assert time_to_mitigate(outcomes[:4], "icheon", "seoul", FAULT) is None
+    # the first order whose attempts could not use icheon and that another DC accepted
+    assert time_to_mitigate(outcomes, "icheon", "seoul", FAULT, detected_at=None) == 0.75
+    # once the fault is detected, any order of the region accepted elsewhere counts
+    assert time_to_mitigate(outcomes, "icheon", "seoul", FAULT, detected_at=FAULT + 0.12) == 0.17
+    assert time_to_mitigate(outcomes[:5], "icheon", "seoul", FAULT, detected_at=None) is None
 
 
 def test_recover_is_when_the_accepted_share_holds_at_95_percent_of_steady() -> None:
@@ -87,3 +96,29 @@ def test_reconciliation_finds_lost_duplicated_held_and_strangers() -> None:
     assert result.duplicated == ["o-twice"]
     assert result.lost == ["o-gone", "o-unknown"]  # accepted yet in no ledger; unknown to the store
     assert (result.held, result.cancelled, result.strangers) == (2, 1, 1)
+
+
+def test_the_subjects_timeline_keeps_only_its_changes_and_the_last_sample() -> None:
+    samples = [
+        SiteSample(FAULT + 0.0, "icheon", "healthy", "closed", True),
+        SiteSample(FAULT + 0.2, "icheon", "healthy", "closed", True),
+        SiteSample(FAULT + 0.4, "icheon", "healthy", "open", True),
+        SiteSample(FAULT + 0.6, "icheon", "healthy", "open", True),
+        SiteSample(FAULT + 0.8, "icheon", "down", "open", True, impaired=True),
+        SiteSample(FAULT + 1.0, "icheon", "down", "open", True, impaired=True),
+    ]
+    kept = changes(samples)
+    assert [(round(k["t"] - FAULT, 2), k["breaker"], k["health"]) for k in kept] == [
+        (0.0, "closed", "healthy"), (0.4, "open", "healthy"), (0.8, "open", "down"), (1.0, "open", "down"),
+    ]  # fmt: skip
+    assert changes([]) == []
+
+
+def test_routing_is_away_from_the_subject_once_it_is_seen_broken_or_taken_out() -> None:
+    broken = [SiteSample(FAULT + 0.3, "icheon", "healthy", "open", True)]
+    failed_over = [SiteSample(FAULT + 0.1, "icheon", "healthy", "closed", False)]
+    assert routed_away_at(broken, "icheon", FAULT) == FAULT + 0.3
+    assert routed_away_at(failed_over + broken, "icheon", FAULT) == FAULT + 0.1
+    assert (
+        routed_away_at([SiteSample(FAULT + 1, "icheon", "healthy", "closed", True)], "icheon", FAULT) is None
+    )

@@ -37,6 +37,7 @@ OUTCOME_FIELDS = {
     "status",
     "site",
     "attempts",
+    "passed_over",
 }
 
 

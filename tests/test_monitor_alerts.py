@@ -185,7 +185,7 @@ def test_firing_counts_cover_every_rule_with_zero_for_quiet_ones() -> None:
     states, _ = run([(0, ICHEON_DOWN), (SITE_DOWN_FOR, ICHEON_DOWN)])
     counts = firing_counts(RULES, states.values())
     assert counts["SiteDown"] == 1
-    assert sum(counts.values()) == 1 and len(counts) == 7
+    assert sum(counts.values()) == 1 and len(counts) == len(RULES) == 8
 
 
 OBSERVATIONS_THAT_FIRE: dict[str, tuple[Observation, dict[str, str]]] = {
@@ -208,6 +208,10 @@ OBSERVATIONS_THAT_FIRE: dict[str, tuple[Observation, dict[str, str]]] = {
         Observation(intake={"coupang": IntakeRate(observed_per_hour=17, expected_per_hour=60)}),
         {"channel": "coupang"},
     ),
+    "RecoveryExceedsRto": (
+        Observation(site_recovery={"icheon": (18_000.0, 14_400.0), "busan": (60.0, 3_600.0)}),
+        {"site": "icheon"},
+    ),
 }
 
 OBSERVATIONS_THAT_DO_NOT: dict[str, Observation] = {
@@ -225,6 +229,7 @@ OBSERVATIONS_THAT_DO_NOT: dict[str, Observation] = {
             "naver": IntakeRate(observed_per_hour=0, expected_per_hour=29),
         }
     ),
+    "RecoveryExceedsRto": Observation(site_recovery={"icheon": (14_400.0, 14_400.0)}),  # at it is within
 }
 
 

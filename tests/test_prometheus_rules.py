@@ -43,6 +43,9 @@ DESIGN_METRICS = {
     "drctl_incidents_open",
     "drctl_alerts_firing",
     "drctl_probe_seconds",
+    "drctl_drill_recovery_seconds",
+    # beside DESIGN's list: the RTO target RecoveryExceedsRto compares the measured recovery with
+    "drctl_site_rto_seconds",
 }
 METRIC = re.compile(r"\bdrctl_[a-z_]+")
 DURATION = re.compile(r"(\d+)([smhdw])")

@@ -34,6 +34,7 @@ class Outcome:
     order_id: str | None
     status: str | None
     site: str | None
+    passed_over: tuple[str, ...] = ()  # sites its route attempts could not use
 
     @property
     def done_at(self) -> float:
@@ -71,7 +72,7 @@ class Outcomes:
 def _outcome(raw: dict[str, Any]) -> Outcome:
     return Outcome(
         float(raw["t"]), float(raw["latency_ms"]), int(raw["code"]), str(raw.get("region") or ""),
-        raw.get("order_id"), raw.get("status"), raw.get("site"),
+        raw.get("order_id"), raw.get("status"), raw.get("site"), tuple(raw.get("passed_over") or ()),
     )  # fmt: skip
 
 

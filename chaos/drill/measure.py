@@ -3,7 +3,12 @@ per second, and latency percentiles before, during and after the fault.
 
 - detect: fault -> the subject's breaker leaves `closed`, its health turns `down`/`degraded`, or
   it is marked impaired by an integration it needs.
-- mitigate: fault -> the first order of the subject's region accepted by another DC.
+- mitigate: fault -> the first order taken away from the subject by another DC: one whose route
+  attempts could not use the subject (failed, refused, breaker open), or, once the fault is
+  detected or the subject taken out of routing, any order of the subject's region (routing no
+  longer offers it the subject). An order of the region that another DC took before detection is
+  no evidence: the sample world's Seoul micro-fulfillment site takes a third of the capital
+  region's orders on a quiet day.
 - recover: fault -> the first moment from which, for `hold_s`, the share of posted orders that a
   DC accepted is back to 95 % of the share before the fault (held orders do not count).
 """
@@ -83,10 +88,28 @@ def time_to_detect(samples: Iterable[SiteSample], subject: str, fault_at: float)
     return None
 
 
-def time_to_mitigate(outcomes: Iterable[Outcome], subject: str, region: str, fault_at: float) -> float | None:
+def routed_away_at(samples: Iterable[SiteSample], subject: str, fault_at: float) -> float | None:
+    """When routing stopped offering the subject orders after the fault: it was seen broken, or
+    taken out of routing (an operator's failover)."""
+    detect = time_to_detect(samples, subject, fault_at)
+    closed = [s.t for s in samples if s.site == subject and s.t >= fault_at and not s.accepting]
+    candidates = [t for t in (None if detect is None else fault_at + detect, min(closed, default=None)) if t]
+    return min(candidates, default=None)
+
+
+def time_to_mitigate(
+    outcomes: Iterable[Outcome], subject: str, region: str, fault_at: float, detected_at: float | None
+) -> float | None:
+    """`detected_at`: from `routed_away_at`."""
+
+    def taken_away(o: Outcome) -> bool:
+        if subject in o.passed_over:
+            return True
+        return detected_at is not None and o.t >= detected_at and o.region == region
+
     firsts = [
         o.done_at for o in outcomes
-        if o.t >= fault_at and o.region == region and accepted(o) and o.site not in (None, subject)
+        if o.t >= fault_at and accepted(o) and o.site not in (None, subject) and taken_away(o)
     ]  # fmt: skip
     return round(min(firsts) - fault_at, 3) if firsts else None
 
@@ -118,3 +141,23 @@ def time_to_recover(
 def latency(outcomes: Iterable[Outcome], start: float, end: float) -> dict[str, float | None]:
     values = [o.latency_ms for o in outcomes if start <= o.t < end]
     return {"orders": len(values), "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
+
+
+def changes(samples: Iterable[SiteSample]) -> list[dict[str, Any]]:
+    """One site's samples reduced to the moments its state changed, and the last one: a band a
+    chart can draw, and a journal that stays small over a long drill."""
+    kept: list[dict[str, Any]] = []
+    last: SiteSample | None = None
+    for s in samples:
+        state = (s.health, s.breaker, s.accepting, s.impaired)
+        if last is None or state != (last.health, last.breaker, last.accepting, last.impaired):
+            kept.append(_state(s))
+        last = s
+    if last is not None and kept and kept[-1]["t"] != round(last.t, 2):
+        kept.append(_state(last))
+    return kept
+
+
+def _state(s: SiteSample) -> dict[str, Any]:
+    return {"t": round(s.t, 2), "health": s.health, "breaker": s.breaker, "accepting": s.accepting,
+            "impaired": s.impaired}  # fmt: skip

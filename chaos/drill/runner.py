@@ -30,6 +30,7 @@ from chaos.drill.registry import ACTIONS, PROBES
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfile.py"
 SAMPLE_EVERY_S = 0.2
 STOP_CHECK_EVERY_S = 1.0
+HEARTBEAT_EVERY_S = 1.0  # how soon the kill switch (POST /v1/drills/abort) is heard
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Journal:
     breaker_timeline: list[dict[str, Any]] = field(default_factory=list)
     load: dict[str, Any] = field(default_factory=dict)
     ended_at: float | None = None
+    drill_id: int | None = None  # as the control plane stores it (/v1/drills/{id})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -86,6 +88,7 @@ class DrillRunner:
         ctx: DrillContext,
         load: LoadSpec,
         progress: Callable[[str], None] = lambda _: None,
+        drill_id: int | None = None,
     ) -> None:
         self.x = experiment
         self.ctx = ctx
@@ -98,7 +101,7 @@ class DrillRunner:
         self._locust: subprocess.Popen[bytes] | None = None
         self._method_done = threading.Event()
         self._sampler_done = threading.Event()
-        self.journal = Journal(experiment.title, experiment.subject, time.time())
+        self.journal = Journal(experiment.title, experiment.subject, time.time(), drill_id=drill_id)
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -151,6 +154,8 @@ class DrillRunner:
             raise ValueError(f"subject {self.x.subject!r} is not a site of the target (sites: {known})")
         region = by_code[self.x.subject]["region"]
         threading.Thread(target=self._sample_sites, daemon=True, name="drill-sampler").start()
+        if j.drill_id is not None:
+            threading.Thread(target=self._listen_for_abort, daemon=True, name="drill-heartbeat").start()
         watcher = threading.Thread(target=self._watch_stop_conditions, daemon=True, name="drill-stops")
         method_started = time.time()
         try:
@@ -247,6 +252,22 @@ class DrillRunner:
                     self.abort(f"stop condition crossed: {check.probe}")
                     return
             self._abort.wait(STOP_CHECK_EVERY_S)
+
+    def _listen_for_abort(self) -> None:
+        """Beat to the control plane and hear its kill switch; a missed beat is no reason to stop
+        (the control plane may be the one the drill has just killed)."""
+        path = f"/v1/drills/{self.journal.drill_id}/heartbeat"
+        while not self._sampler_done.wait(HEARTBEAT_EVERY_S):
+            try:
+                resp = self.ctx.post(path, {}, self.ctx.tokens.operator)
+                beat = resp.json() if resp.status_code == 200 else {}
+            except Exception:
+                continue
+            if beat.get("abort"):
+                reason = beat.get("reason") or "no reason given"
+                self.progress(f"the kill switch was pulled (POST /v1/drills/abort): {reason}")
+                self.abort(f"the kill switch was pulled: {reason}")
+                return
 
     def _rollbacks(self) -> None:
         if self.x.rollbacks:
@@ -365,7 +386,8 @@ class DrillRunner:
         if fault_at is not None:
             steady = measure.accepted_share(outcomes, before_start, fault_at) or 0.0
             detect = measure.time_to_detect(samples, self.x.subject, fault_at)
-            mitigate = measure.time_to_mitigate(outcomes, self.x.subject, region, fault_at)
+            detected_at = measure.routed_away_at(samples, self.x.subject, fault_at)
+            mitigate = measure.time_to_mitigate(outcomes, self.x.subject, region, fault_at, detected_at)
             recover = measure.time_to_recover(outcomes, fault_at, fault_at + (mitigate or 0.0), steady)
             m.update(detect_s=detect, mitigate_s=mitigate, recover_s=recover)
             m["steady_accepted_share"] = round(steady, 4)
@@ -415,11 +437,7 @@ class DrillRunner:
                 j.deviations.append(f"time to {name} {value:.2f} s is over the experiment's {limit:g} s")
         j.measures = m
         j.timeline = [asdict(s) for s in measure.per_second(outcomes)]
-        j.breaker_timeline = [
-            {"t": round(s.t, 2), "health": s.health, "breaker": s.breaker, "accepting": s.accepting}
-            for s in samples
-            if s.site == self.x.subject
-        ]
+        j.breaker_timeline = measure.changes(s for s in samples if s.site == self.x.subject)
         j.load = self._locust_stats()
 
     def _sites(self) -> list[dict[str, Any]]:

@@ -90,6 +90,7 @@ class AlertEvaluator:
     def observe(self, s: Session, now: datetime) -> Observation:
         """The snapshot the rules look at: the same sources as DESIGN §10's gauges."""
         sites = self._sites.snapshot()  # the leader's cache is refreshed on every health transition
+        rto = {st.site.code: st.site.rto_hours for st in sites}
         return Observation(
             site_health={st.site.code: st.health for st in sites},
             integration_health=world_repo.integration_health(s),
@@ -97,6 +98,11 @@ class AlertEvaluator:
             orders_held=order_repo.held_count(s),
             site_load_ratio={st.site.code: st.load_ratio for st in sites},
             intake=_intake_rates(s, now),
+            site_recovery={
+                code: (r.recover_s, rto_hours * 3600)
+                for code, r in world_repo.last_recoveries(s).items()
+                if (rto_hours := rto.get(code)) is not None
+            },
             notices={
                 channel: DeliveryCounts(sent, failed)
                 for channel, (sent, failed) in notice_repo.outcomes_since(

@@ -47,3 +47,5 @@ class Observation:
     site_load_ratio: Mapping[str, float] = field(default_factory=dict)
     notices: Mapping[str, DeliveryCounts] = field(default_factory=dict)  # by notice channel
     intake: Mapping[str, IntakeRate] = field(default_factory=dict)  # by sales channel
+    # last measured recovery and the RTO target now, in seconds, of sites that have both
+    site_recovery: Mapping[str, tuple[float, float]] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""The seven built-in alert rules, twins of deploy/prometheus/alerts.yml (same names, `for`, severity).
+"""The eight built-in alert rules, twins of deploy/prometheus/alerts.yml (same names, `for`, severity).
 
 Thresholds are one dataclass so an installation can tune them; the defaults are the values the
 PromQL file hard-codes, and tests/test_prometheus_rules.py keeps the two in step. Summaries use
@@ -33,7 +33,7 @@ class Thresholds:
 
 def builtin_rules(t: Thresholds = Thresholds()) -> tuple[AlertRule, ...]:
     """SiteDown, IntegrationDown, BreakerOpen, OrdersHeld, BackupCapacityHigh,
-    NoticeDeliveryFailing and OrderIntakeDropped, with thresholds `t`."""
+    NoticeDeliveryFailing, OrderIntakeDropped and RecoveryExceedsRto, with thresholds `t`."""
 
     def site_down(o: Observation) -> list[Sample]:
         return [Sample({"site": s}, 0.0) for s, h in sorted(o.site_health.items()) if h is Health.DOWN]
@@ -77,6 +77,13 @@ def builtin_rules(t: Thresholds = Thresholds()) -> tuple[AlertRule, ...]:
             for c, r in sorted(o.intake.items())
             if r.expected_per_hour >= t.intake_min_expected_per_hour
             and r.observed_per_hour < t.intake_drop_ratio * r.expected_per_hour
+        ]
+
+    def recovery_exceeds_rto(o: Observation) -> list[Sample]:
+        return [
+            Sample({"site": s}, recover_s)
+            for s, (recover_s, rto_s) in sorted(o.site_recovery.items())
+            if recover_s > rto_s
         ]
 
     return (
@@ -141,5 +148,14 @@ def builtin_rules(t: Thresholds = Thresholds()) -> tuple[AlertRule, ...]:
             # f-string for the tunable threshold; doubled braces stay placeholders for render().
             description=f"Orders from {{channel}} are below {t.intake_drop_ratio:.0%} of the same hour "
             "last week ({value:.0f}/h then).",
+        ),
+        AlertRule(
+            "RecoveryExceedsRto",
+            "warning",
+            0.0,  # a measurement, not a condition that may pass: it holds until the next one
+            recovery_exceeds_rto,
+            summary="Measured recovery of {site} is over its RTO",
+            description="The last drill or outage of {site} took {value:.0f} s to recover, more than "
+            "the RTO target its BIA set; rehearse the failover or revisit the target.",
         ),
     )

@@ -6,12 +6,14 @@ Exit codes: 0 the hypothesis held; 1 it deviated (or the drill was aborted); 2 a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -24,10 +26,16 @@ from rich.table import Table
 
 from chaos.drill.context import DrillContext, Outcomes, Tokens
 from chaos.drill.experiment import Experiment, ExperimentError, load_experiment, scaled
+from chaos.drill.report import render_report
 from chaos.drill.runner import DrillRunner, Journal, LoadSpec
 from chaos.sim_process import SimAdmin
+from control_plane.cli import drill_local as local_runs
+from control_plane.cli.common import call_api
 from control_plane.cli.drill_world import DrillWorld
+from control_plane.cli.errors import from_api_answer
 from control_plane.domain import InvalidInput
+from control_plane.drills.calendar import EMPTY, load_calendar
+from control_plane.drills.service import peak_window_refusal
 
 drill_app = typer.Typer(
     help="Chaos drills: inject faults under Locust load and measure recovery.", no_args_is_help=True
@@ -91,6 +99,15 @@ def run(
     time_scale: Annotated[
         float, typer.Option(min=0.05, max=1.0, help="multiply every duration by this (a short form)")
     ] = 1.0,
+    report: Annotated[Path | None, typer.Option(help="write the HTML report here (default: workdir)")] = None,
+    calendar: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="DRCTL_COMMERCE_CALENDAR", help="commerce calendar: no drill in its peak windows"
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="run inside a peak window (needs --reason; audited)")] = False,
+    reason: Annotated[str | None, typer.Option(help="why the drill runs inside a peak window")] = None,
 ) -> None:
     """Run a drill: load, steady state, faults, rollbacks, reconcile, measure.
 
@@ -105,12 +122,14 @@ def run(
     if not world.exists():
         raise InvalidInput(f"world file {world} not found (the load's demand comes from it)")
     target_tokens = _target_tokens() if target is not None else None
-    if journal is not None and not journal.parent.is_dir():
-        raise InvalidInput(f"--journal {journal}: no directory {journal.parent}")
+    for name, given in (("--journal", journal), ("--report", report)):
+        if given is not None and not given.parent.is_dir():
+            raise InvalidInput(f"{name} {given}: no directory {given.parent}")
+    _check_calendar(calendar, force, reason)
     work = _workdir(workdir)
     own: DrillWorld | None = None
     stopping = _Stopping()
-    with stopping.installed():
+    with stopping.installed(), local_runs.registered(x.title, target):
         try:
             if target is None:
                 console.print(f"[bold]drill[/] {x.title}: starting the world in {work}")
@@ -128,15 +147,58 @@ def run(
                 # dropping connections needs the target's database named on purpose, never the
                 # DRCTL_DATABASE_URL the operator's shell happens to hold
                 database_url = os.environ.get("DRCTL_DRILL_DATABASE_URL")
-            result = _run(x, base, sim, tokens, own, database_url, world, work, stopping)
+            start = {"experiment": x.title, "subject": x.subject, "force": force, "reason": reason}
+            result = _run(x, base, sim, tokens, own, database_url, world, work, stopping, start)
         finally:
             stopping.hold()
             if own is not None:
                 own.stop()
     path = journal or work / "journal.json"
     path.write_text(result.to_json())
-    _summary(result, path)
+    report_path = report or work / "report.html"
+    report_path.write_text(render_report(json.loads(result.to_json())), encoding="utf-8")
+    _summary(result, path, report_path)
     raise typer.Exit(0 if result.status == "completed" else 1)
+
+
+def _check_calendar(calendar: Path | None, force: bool, reason: str | None) -> None:
+    """Refuse to start inside a peak window of the commerce calendar (exit 2, naming it) unless forced."""
+    if force and not (reason and len(reason.strip()) >= 3):
+        raise InvalidInput("--force needs --reason (at least 3 characters; it is audited)")
+    cal = load_calendar(calendar) if calendar is not None else EMPTY
+    refusal = peak_window_refusal(cal, datetime.now(UTC))
+    if refusal is not None and not force:
+        raise InvalidInput(f"{refusal}; --force with a --reason runs it anyway (audited)")
+
+
+@drill_app.command("abort")
+def abort(
+    reason: Annotated[str, typer.Option(help="why every drill must stop now (audited)")],
+    url: Annotated[
+        str | None, typer.Option(envvar="DRCTL_URL", help="the control plane whose drills to stop")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="an operator token")] = None,
+) -> None:
+    """Stop every running drill: each stops its method and runs its rollbacks.
+
+    Drills driving the control plane at --url / DRCTL_URL hear it within a second
+    (POST /v1/drills/abort); drills on this machine running a world of their own are sent SIGTERM.
+    """
+    if len(reason.strip()) < 3:
+        raise InvalidInput("--reason must say why (at least 3 characters; it is audited)")
+    told: list[str] = []
+    if url is not None:
+        answer = call_api(url, token, "POST", "/v1/drills/abort", {"reason": reason})
+        ids = answer.get("aborted", []) if isinstance(answer, dict) else []
+        told.append(
+            f"{len(ids)} drill(s) at {url} told to stop"
+            + (f" (ids {', '.join(map(str, ids))})" if ids else "")
+        )
+    signalled = local_runs.signal_all(signal.SIGTERM)
+    told.append(f"{len(signalled)} drill(s) with a world of their own on this machine sent SIGTERM"
+                + (f" (pids {', '.join(map(str, signalled))})" if signalled else ""))  # fmt: skip
+    for line in told:
+        typer.echo(line)
 
 
 def _workdir(given: Path | None) -> Path:
@@ -167,9 +229,11 @@ def _run(
     world_file: Path,
     work: Path,
     stopping: _Stopping,
+    start: dict[str, Any],
 ) -> Journal:
     with httpx.Client(base_url=base, timeout=10, trust_env=False) as api:
         _check_target(api, tokens, x.subject)
+        drill_id = _register(api, tokens, start)
         ctx = DrillContext(
             api=api, tokens=tokens, sim=sim, outcomes=Outcomes(work / "outcomes.jsonl"),
             database_url=database_url, kill_process=own.kill_and_restart if own else None,
@@ -184,7 +248,7 @@ def _run(
             def say(line: str) -> None:
                 progress.console.print(f"  {time.monotonic() - started:6.1f}s {line}")
 
-            runner = DrillRunner(x, ctx, load, say)
+            runner = DrillRunner(x, ctx, load, say, drill_id=drill_id)
             stopping.runner = runner
             ticking = threading.Event()
 
@@ -194,9 +258,54 @@ def _run(
 
             threading.Thread(target=tick, daemon=True).start()
             try:
-                return runner.run()
+                result = runner.run()
             finally:
                 ticking.set()
+        _store_result(api, tokens, drill_id, result)
+        return result
+
+
+def _register(api: httpx.Client, tokens: Tokens, start: dict[str, Any]) -> int:
+    """The drill as the control plane keeps it (so its kill switch reaches it); refusals are exit 2."""
+    resp = api.post("/v1/drills", json=start, headers={"Authorization": f"Bearer {tokens.operator}"})
+    if resp.status_code != 201:
+        problem = _problem(resp)
+        if resp.status_code == 409:  # the target's own commerce calendar: a peak window
+            raise InvalidInput(f"the control plane refused the drill: {problem.get('detail')}")
+        raise from_api_answer(resp.status_code, problem, resp.text)
+    return int(resp.json()["id"])
+
+
+def _store_result(api: httpx.Client, tokens: Tokens, drill_id: int, j: Journal) -> None:
+    """Send the outcome and the journal; too big a journal is sent without it (the file has it)."""
+    m, r = j.measures, j.reconciliation
+    body: dict[str, Any] = {
+        "status": j.status, "deviations": j.deviations[:500],
+        **{k: m.get(k) for k in ("detect_s", "mitigate_s", "recover_s", "rto_s")},
+        **{k: r.get(k) for k in ("lost", "duplicated", "held")},
+    }  # fmt: skip
+    headers = {"Authorization": f"Bearer {tokens.operator}"}
+    try:
+        resp = api.post(f"/v1/drills/{drill_id}/result", json={**body, "journal": json.loads(j.to_json())},
+                        headers=headers)  # fmt: skip
+        if resp.status_code == 413:
+            resp = api.post(f"/v1/drills/{drill_id}/result", json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        console.print(f"[yellow]the result was not stored at the control plane ({type(exc).__name__})[/]")
+        return
+    if resp.status_code != 200:
+        detail = _problem(resp).get("detail") or resp.text[:200]
+        console.print(
+            f"[yellow]the result was not stored at the control plane: HTTP {resp.status_code} {detail}[/]"
+        )
+
+
+def _problem(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _check_target(api: httpx.Client, tokens: Tokens, subject: str) -> None:
@@ -269,7 +378,7 @@ def _fmt_s(value: Any) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def _summary(j: Journal, path: Path) -> None:
+def _summary(j: Journal, path: Path, report: Path) -> None:
     out = Console()
     m, r = j.measures, j.reconciliation
     table = Table(title=f"{j.experiment}: {j.status.upper()}", show_header=False)
@@ -293,3 +402,6 @@ def _summary(j: Journal, path: Path) -> None:
     for d in j.deviations:
         out.print(f"[red]deviation:[/] {d}")
     out.print(f"journal: {path}")
+    out.print(f"report: {report}")
+    if j.drill_id is not None:
+        out.print(f"stored as drill {j.drill_id} (GET /v1/drills/{j.drill_id})")

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from control_plane.domain import NotFound
+from control_plane.domain import NotFound, Recovery
 from control_plane.store.tables import AuditEventRow, IncidentEventRow, IncidentRow, SiteChangeRow, SiteRow
+from control_plane.world import repository as world_repo
 
 
 def open_incident(
@@ -110,6 +111,19 @@ def open_count(session: Session) -> int:
 def resolve(session: Session, incident: IncidentRow, now: datetime, message: str) -> None:
     incident.status, incident.resolved_at = "resolved", now
     add_event(session, incident.id, now, "resolved", message)
+    site = session.get(SiteRow, incident.subject) if incident.kind == "site_outage" else None
+    if site is not None:
+        # a real outage is a measurement too: start to resolved, against the RTO it had then
+        def since_start(t: datetime | None) -> float | None:
+            return None if t is None else max(0.0, (t - incident.started_at).total_seconds())
+
+        recover_s = since_start(now) or 0.0
+        rto_s = None if site.rto_hours is None else site.rto_hours * 3600
+        measured = Recovery(
+            site.code, "incident", incident.id, now, recover_s,
+            since_start(incident.detected_at), since_start(incident.mitigated_at), rto_s,
+        )  # fmt: skip
+        world_repo.record_recovery(session, measured)
 
 
 # --- site changes (one running per site: a partial unique index) and the routing switch ---

@@ -427,3 +427,46 @@ class NoticeRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)  # it ended
+
+
+class DrillRunRow(Base):
+    """One chaos drill: registered when it starts (so an abort can reach it), its result at the end."""
+
+    __tablename__ = "drill_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    experiment: Mapped[str] = mapped_column(String(300))  # its title
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # the site the drill is about
+    # running | completed | deviated | aborted | failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    started_by: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    forced_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # started inside a peak window
+    abort_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    abort_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    detect_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mitigate_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recover_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rto_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lost: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duplicated: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    held: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deviations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    journal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class RecoveryRow(Base):
+    """A measured recovery of one site, from a drill or a resolved outage incident (vs its RTO)."""
+
+    __tablename__ = "recoveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # drill | incident
+    source_id: Mapped[int] = mapped_column(BigId)
+    measured_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    detect_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mitigate_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recover_s: Mapped[float] = mapped_column(Float)
+    rto_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # the target when it was measured
+    __table_args__ = (UniqueConstraint("source", "source_id"),)

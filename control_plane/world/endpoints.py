@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from control_plane.auth.deps import Ctx, Viewer
-from control_plane.domain import NotFound, SiteState
-from control_plane.world.schemas import BreakerOut, SiteOut
+from control_plane.auth.deps import Ctx, SessionDep, Viewer
+from control_plane.domain import NotFound, Recovery, SiteState
+from control_plane.world import repository as world_repo
+from control_plane.world.schemas import BreakerOut, RecoveryOut, SiteOut
 
 router = APIRouter(tags=["sites"])
 
 
-def _site_out(st: SiteState, impaired_by: tuple[str, ...] = ()) -> SiteOut:
+def _recovery_out(r: Recovery | None) -> RecoveryOut | None:
+    if r is None:
+        return None
+    return RecoveryOut(
+        source=r.source, source_id=r.source_id, measured_at=r.measured_at, detect_s=r.detect_s,
+        mitigate_s=r.mitigate_s, recover_s=r.recover_s, rto_s=r.rto_s, within_rto=r.within_rto,
+    )  # fmt: skip
+
+
+def _site_out(st: SiteState, impaired_by: tuple[str, ...] = (), recovery: Recovery | None = None) -> SiteOut:
     return SiteOut(
         code=st.site.code,
         name=st.site.name,
@@ -29,20 +39,24 @@ def _site_out(st: SiteState, impaired_by: tuple[str, ...] = ()) -> SiteOut:
         depends_on=list(st.site.depends_on),
         impaired=st.impaired,
         impaired_by=list(impaired_by),
+        last_recovery=_recovery_out(recovery),
     )
 
 
 @router.get("/v1/sites")
-def list_sites(ctx: Ctx, _: Viewer) -> list[SiteOut]:
-    why = ctx.sites.impairments()
-    return [_site_out(st, why.get(st.site.code, ())) for st in ctx.sites.snapshot()]
+def list_sites(ctx: Ctx, session: SessionDep, _: Viewer) -> list[SiteOut]:
+    why, measured = ctx.sites.impairments(), world_repo.last_recoveries(session)
+    return [
+        _site_out(st, why.get(st.site.code, ()), measured.get(st.site.code)) for st in ctx.sites.snapshot()
+    ]
 
 
 @router.get("/v1/sites/{code}")
-def get_site(code: str, ctx: Ctx, _: Viewer) -> SiteOut:
+def get_site(code: str, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
     for st in ctx.sites.snapshot():
         if st.site.code == code:
-            return _site_out(st, ctx.sites.impairments().get(code, ()))
+            measured = world_repo.last_recoveries(session).get(code)
+            return _site_out(st, ctx.sites.impairments().get(code, ()), measured)
     raise NotFound(f"no site {code!r}")
 
 

@@ -13,12 +13,21 @@ from control_plane.domain import (
     Integration,
     IntegrationKind,
     OrderStatus,
+    Recovery,
     Region,
     Site,
     Sku,
     World,
 )
-from control_plane.store.tables import IntegrationRow, OrderRow, RegionRow, SiteRow, SkuRow, StockRow
+from control_plane.store.tables import (
+    IntegrationRow,
+    OrderRow,
+    RecoveryRow,
+    RegionRow,
+    SiteRow,
+    SkuRow,
+    StockRow,
+)
 
 
 def save_world(session: Session, world: World, now: datetime) -> dict[str, int]:
@@ -147,6 +156,36 @@ def apply_bia_targets(session: Session, targets: dict[str, tuple[int, float, int
         row = session.get(SiteRow, code)
         if row is not None:
             row.tier, row.rto_hours, row.rpo_seconds, row.updated_at = tier, rto_hours, rpo_seconds, now
+
+
+def record_recovery(session: Session, r: Recovery) -> None:
+    """Keep a measured recovery; the same drill or incident measured twice keeps its first figure."""
+    exists = session.scalar(
+        select(RecoveryRow.id).where(RecoveryRow.source == r.source, RecoveryRow.source_id == r.source_id)
+    )
+    if exists is None:
+        session.add(
+            RecoveryRow(
+                site=r.site, source=r.source, source_id=r.source_id, measured_at=r.measured_at,
+                detect_s=r.detect_s, mitigate_s=r.mitigate_s, recover_s=r.recover_s, rto_s=r.rto_s,
+            )
+        )  # fmt: skip
+
+
+def last_recoveries(session: Session) -> dict[str, Recovery]:
+    """The latest measured recovery of every site that has one."""
+    latest = (
+        select(RecoveryRow.site, func.max(RecoveryRow.id).label("id")).group_by(RecoveryRow.site).subquery()
+    )
+    rows = session.scalars(select(RecoveryRow).join(latest, RecoveryRow.id == latest.c.id))
+    return {row.site: _recovery(row) for row in rows}
+
+
+def _recovery(row: RecoveryRow) -> Recovery:
+    return Recovery(
+        row.site, row.source, row.source_id, row.measured_at, row.recover_s,
+        row.detect_s, row.mitigate_s, row.rto_s,
+    )  # fmt: skip
 
 
 def integration_health(session: Session) -> dict[str, Health]:

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel
+
+
+class RecoveryOut(BaseModel):
+    """The site's last measured recovery: a drill's, or an outage incident's (start to resolved)."""
+
+    source: str  # drill | incident
+    source_id: int
+    measured_at: datetime
+    detect_s: float | None
+    mitigate_s: float | None
+    recover_s: float
+    rto_s: float | None  # the target when it was measured
+    within_rto: bool | None
 
 
 class SiteOut(BaseModel):
@@ -22,6 +37,7 @@ class SiteOut(BaseModel):
     depends_on: list[str]
     impaired: bool = False
     impaired_by: list[str] = []  # why an integration outage leaves the site unable to ship
+    last_recovery: RecoveryOut | None = None  # beside rto_hours: the target and what was measured
 
 
 class BreakerOut(BaseModel):
