@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pybreaker
 from prometheus_client import CollectorRegistry
@@ -80,7 +81,33 @@ class AppContext:
         self.engine.dispose()
 
 
-def redis_storage_factory(url: str) -> StorageFactory:
+class RedisHolds:
+    """Operator holds on breakers, in the Redis that shares their state, beside pybreaker's keys."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def _key(self, name: str) -> str:
+        return f"drctl:{name}:held"
+
+    def held(self, name: str) -> bool:
+        import redis
+
+        try:
+            return bool(self._conn.exists(self._key(name)))
+        except redis.RedisError:
+            # as pybreaker's storage does when Redis fails (it reads closed): the call decides
+            log.exception("breaker store: cannot read the hold on %s", name)
+            return False
+
+    def set_held(self, name: str, held: bool) -> None:
+        if held:
+            self._conn.set(self._key(name), "1")
+        else:
+            self._conn.delete(self._key(name))
+
+
+def redis_breaker_store(url: str) -> tuple[StorageFactory, RedisHolds]:
     import redis
 
     conn = redis.Redis.from_url(url)
@@ -88,7 +115,7 @@ def redis_storage_factory(url: str) -> StorageFactory:
     def factory(name: str) -> pybreaker.CircuitBreakerStorage:
         return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, conn, namespace=f"drctl:{name}")
 
-    return factory
+    return factory, RedisHolds(conn)
 
 
 def build_context(
@@ -116,8 +143,8 @@ def build_context(
     )
     if not settings.breakers:
         log.warning("DRCTL_BREAKERS=false: circuit breakers are OFF, a failing DC keeps getting orders")
-    storage = redis_storage_factory(settings.redis_url) if settings.redis_url else None
-    board = BreakerBoard(policy, storage, on_breaker_change)
+    storage, holds = redis_breaker_store(settings.redis_url) if settings.redis_url else (None, None)
+    board = BreakerBoard(policy, storage, on_breaker_change, holds)
     client = HttpDcClient(
         settings.dc_connect_timeout_s,
         settings.dc_read_timeout_s,

@@ -7,6 +7,11 @@ breaker whether a call may go out, the call runs outside any lock, and `record_s
 `record_failure()` feed the outcome back through `CircuitBreaker.call` with a trivial function,
 so the lock is held only for the bookkeeping. In half-open state one trial call is admitted at a
 time per process.
+
+An operator may hold a breaker open (`force(OPEN)`): it then admits nothing until closed or reset,
+however long past its reset timeout. The hold lives beside pybreaker's storage (`Holds`) so that it
+is shared the same way; pybreaker's own `opened_at` cannot carry it, since its Redis storage only
+ever moves that time forward.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import pybreaker
 
@@ -48,6 +53,28 @@ class BreakerPolicy:
 @dataclass(frozen=True, slots=True)
 class Admission:
     trial: bool
+
+
+class Holds(Protocol):
+    """Which breakers an operator holds open (shared between replicas when the breakers are)."""
+
+    def held(self, name: str) -> bool: ...
+
+    def set_held(self, name: str, held: bool) -> None: ...
+
+
+class MemoryHolds:
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+
+    def held(self, name: str) -> bool:
+        return name in self._names
+
+    def set_held(self, name: str, held: bool) -> None:
+        if held:
+            self._names.add(name)
+        else:
+            self._names.discard(name)
 
 
 def _succeed() -> None:
@@ -82,6 +109,7 @@ class GatedBreaker:
         storage: pybreaker.CircuitBreakerStorage | None = None,
         on_change: StateChange | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        holds: Holds | None = None,
     ) -> None:
         listeners = [_Listener(on_change)] if on_change else []
         self.name = name
@@ -95,8 +123,11 @@ class GatedBreaker:
             name=name,
         )
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0  # admitted calls not yet recorded, in this process
         self._trial_started: float | None = None
         self._monotonic = monotonic
+        self._holds = holds or MemoryHolds()
 
     @property
     def state(self) -> BreakerState:
@@ -106,9 +137,18 @@ class GatedBreaker:
     def routable_state(self) -> BreakerState:
         """The state as routing should see it: open past its reset timeout admits a trial."""
         state = self.state
-        if state is BreakerState.OPEN and not self._still_cooling():
+        if state is BreakerState.OPEN and not self._refusing():
             return BreakerState.HALF_OPEN
         return state
+
+    @property
+    def held(self) -> bool:
+        """Held open by an operator: admits nothing until closed or reset."""
+        return self.state is BreakerState.OPEN and self._holds.held(self.name)
+
+    def _refusing(self) -> bool:
+        """Open and not yet due a trial call: cooling down, or held by an operator."""
+        return self._still_cooling() or self._holds.held(self.name)
 
     def _still_cooling(self) -> bool:
         opened_at = self._cb._state_storage.opened_at  # pybreaker exposes no public getter
@@ -126,8 +166,9 @@ class GatedBreaker:
         with self._lock:
             state = self._cb.state.name
             if state == pybreaker.STATE_CLOSED:
+                self._in_flight += 1
                 return Admission(trial=False)
-            if state == pybreaker.STATE_OPEN and self._still_cooling():
+            if state == pybreaker.STATE_OPEN and self._refusing():
                 raise BreakerOpen(self.name)
             trial_busy = self._trial_started is not None and (
                 self._monotonic() - self._trial_started < self.policy.trial_timeout_s
@@ -137,6 +178,7 @@ class GatedBreaker:
             if state == pybreaker.STATE_OPEN:
                 self._cb.half_open()
             self._trial_started = self._monotonic()
+            self._in_flight += 1
             return Admission(trial=True)
 
     def record_success(self, admission: Admission) -> None:
@@ -149,6 +191,9 @@ class GatedBreaker:
         if not self.policy.enabled:
             return
         with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            if self._in_flight == 0:
+                self._idle.notify_all()
             if admission.trial:
                 self._trial_started = None
             state = self._cb.state.name
@@ -167,16 +212,29 @@ class GatedBreaker:
                 if raised is not exc:
                     raise
 
-    def force(self, target: BreakerState) -> None:
-        """Operator override: open, close or half-open the breaker now."""
+    def force(self, target: BreakerState, hold: bool = True) -> None:
+        """Operator override: hold the breaker open (or open it for its reset timeout only, with
+        `hold=False`), or close or half-open it now, ending a hold."""
         with self._lock:
             self._trial_started = None
+            self._holds.set_held(self.name, hold and target is BreakerState.OPEN)
             if target is BreakerState.OPEN:
                 self._cb.open()
             elif target is BreakerState.HALF_OPEN:
                 self._cb.half_open()
             else:
                 self._cb.close()
+
+    def reset(self) -> None:
+        """End any hold and let calls decide again: an open breaker admits one trial call now, a
+        closed one counts failures from zero."""
+        self.force(BreakerState.CLOSED if self.state is BreakerState.CLOSED else BreakerState.HALF_OPEN)
+
+    def wait_idle(self, timeout_s: float) -> int:
+        """Wait until no call admitted by this process is still out; the number still out at the end."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
+            return self._in_flight
 
 
 class BreakerBoard:
@@ -187,8 +245,10 @@ class BreakerBoard:
         policy: BreakerPolicy,
         storage_factory: StorageFactory | None = None,
         on_change: StateChange | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self.policy = policy
+        self._holds = holds or MemoryHolds()
         self._storage_factory = storage_factory
         self._on_change = on_change
         self._breakers: dict[str, GatedBreaker] = {}
@@ -201,9 +261,12 @@ class BreakerBoard:
                 breaker = self._breakers.get(name)
                 if breaker is None:
                     storage = self._storage_factory(name) if self._storage_factory else None
-                    breaker = GatedBreaker(name, self.policy, storage, self._on_change)
+                    breaker = GatedBreaker(name, self.policy, storage, self._on_change, holds=self._holds)
                     self._breakers[name] = breaker
         return breaker
+
+    def names(self) -> list[str]:
+        return sorted(self._breakers)
 
     def states(self) -> dict[str, BreakerState]:
         return {name: b.state for name, b in sorted(self._breakers.items())}

@@ -9,9 +9,9 @@ import pybreaker
 import pytest
 import redis
 
-from control_plane.context import redis_storage_factory
+from control_plane.context import redis_breaker_store
 from control_plane.domain import BreakerState
-from failover.breakers import BreakerPolicy, GatedBreaker
+from failover.breakers import BreakerOpen, BreakerPolicy, GatedBreaker, Holds, MemoryHolds
 from failover.dispatch import DcUnavailable, FailureKind
 
 from conftest import IN_CI
@@ -19,13 +19,29 @@ from conftest import IN_CI
 REDIS_URL = "redis://127.0.0.1:6379/15"
 POLICY = BreakerPolicy(fail_max=3, reset_timeout_s=60, success_threshold=1)
 StorageFactory = Callable[[str], pybreaker.CircuitBreakerStorage]
+# with no cooling, an open breaker is due its trial at once: only a hold keeps it refusing
+NO_COOLING = BreakerPolicy(fail_max=3, reset_timeout_s=0, success_threshold=1)
+
+
+class PrefixedHolds:
+    def __init__(self, prefix: str, holds: Holds) -> None:
+        self._prefix, self._holds = prefix, holds
+
+    def held(self, name: str) -> bool:
+        return self._holds.held(self._prefix + name)
+
+    def set_held(self, name: str, held: bool) -> None:
+        self._holds.set_held(self._prefix + name, held)
 
 
 @pytest.fixture(params=["memory", "redis"])
-def storage_factory(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
+def store(request: pytest.FixtureRequest) -> Iterator[tuple[StorageFactory, Holds]]:
     if request.param == "memory":
         shared: dict[str, pybreaker.CircuitMemoryStorage] = {}
-        yield lambda name: shared.setdefault(name, pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED))
+        yield (
+            lambda name: shared.setdefault(name, pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)),
+            MemoryHolds(),
+        )
         return
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
@@ -34,9 +50,21 @@ def storage_factory(request: pytest.FixtureRequest) -> Iterator[StorageFactory]:
         if IN_CI:
             pytest.fail("CI=true: " + msg, pytrace=False)
         pytest.skip("SKIPPED LOUDLY: " + msg)
-    prefix = uuid.uuid4().hex[:8]
-    factory = redis_storage_factory(REDIS_URL)
-    yield lambda name: factory(f"{prefix}-{name}")
+    prefix = uuid.uuid4().hex[:8] + "-"
+    factory, holds = redis_breaker_store(REDIS_URL)
+    yield (lambda name: factory(prefix + name)), PrefixedHolds(prefix, holds)
+
+
+@pytest.fixture
+def storage_factory(store: tuple[StorageFactory, Holds]) -> StorageFactory:
+    return store[0]
+
+
+def replicas(
+    store: tuple[StorageFactory, Holds], name: str, policy: BreakerPolicy = POLICY
+) -> list[GatedBreaker]:
+    factory, holds = store
+    return [GatedBreaker(name, policy, factory(name), holds=holds) for _ in range(2)]
 
 
 def failure() -> DcUnavailable:
@@ -80,3 +108,48 @@ def test_operator_close_is_seen_by_every_replica(storage_factory: StorageFactory
     replica_b.force(BreakerState.CLOSED)
     assert replica_a.state is BreakerState.CLOSED
     replica_a.admit()
+
+
+def test_a_held_breaker_refuses_past_its_reset_timeout_on_every_replica(
+    store: tuple[StorageFactory, Holds],
+) -> None:
+    a, b = replicas(store, "icheon", NO_COOLING)
+    a.force(BreakerState.OPEN)
+    for replica in (a, b):
+        assert replica.held
+        assert replica.routable_state is BreakerState.OPEN
+        with pytest.raises(BreakerOpen):
+            replica.admit()
+
+
+def test_an_automatic_open_is_due_its_trial_after_the_reset_timeout(
+    store: tuple[StorageFactory, Holds],
+) -> None:
+    a, b = replicas(store, "busan", NO_COOLING)
+    for _ in range(3):
+        a.record_failure(a.admit(), failure())
+    assert not b.held
+    assert b.routable_state is BreakerState.HALF_OPEN
+    assert b.admit().trial
+
+
+def test_reset_ends_the_hold_with_one_trial_call(store: tuple[StorageFactory, Holds]) -> None:
+    a, b = replicas(store, "daegu")
+    a.force(BreakerState.OPEN)
+    b.reset()
+    assert not a.held
+    assert a.state is BreakerState.HALF_OPEN
+    trial = a.admit()
+    assert trial.trial
+    with pytest.raises(BreakerOpen):
+        a.admit()  # one trial at a time
+    a.record_success(trial)
+    assert b.state is BreakerState.CLOSED
+
+
+def test_close_ends_the_hold_and_admits_at_once(store: tuple[StorageFactory, Holds]) -> None:
+    a, b = replicas(store, "ulsan")
+    a.force(BreakerState.OPEN)
+    b.force(BreakerState.CLOSED)
+    assert not a.held
+    assert not a.admit().trial

@@ -44,6 +44,11 @@ class KillProcess(Params):
     restart_after_s: Annotated[float, Field(ge=0, le=120)] = 1.0
 
 
+class BreakerOverride(Params):
+    breaker: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9:_-]{0,63}$")]  # a site code, or cancel:icheon
+    reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill"
+
+
 class Failover(Params):
     site: Code
     reason: Annotated[str, Field(min_length=3, max_length=500)] = "chaos drill"
@@ -128,6 +133,33 @@ def drop_database_connections(ctx: DrillContext, _: NoParams) -> str:
     return f"terminated {killed[0] if killed else 0} connections"
 
 
+def breaker_open(ctx: DrillContext, p: BreakerOverride) -> str:
+    """Hold a breaker open through the operator API: its site gets no call until closed or reset."""
+    out = _breaker(ctx, p, "open")
+    ctx.faults.start(p.breaker)
+    return f"breaker {p.breaker} held open ({out.get('in_flight', 0)} calls still out)"
+
+
+def breaker_close(ctx: DrillContext, p: BreakerOverride) -> str:
+    _breaker(ctx, p, "close")
+    ctx.faults.clear(p.breaker)
+    return f"breaker {p.breaker} closed"
+
+
+def breaker_reset(ctx: DrillContext, p: BreakerOverride) -> str:
+    """The hold ends and one trial call decides: the rollback of `breaker_open`."""
+    out = _breaker(ctx, p, "reset")
+    ctx.faults.clear(p.breaker)
+    return f"breaker {p.breaker} reset ({out['state']})"
+
+
+def _breaker(ctx: DrillContext, p: BreakerOverride, action: str) -> dict[str, Any]:
+    resp = ctx.post(f"/v1/breakers/{p.breaker}/{action}", {"reason": p.reason}, ctx.tokens.operator)
+    if resp.status_code >= 300:
+        raise ActionFailed(f"breaker {action} of {p.breaker}: HTTP {resp.status_code} {_title(resp)}")
+    return _json_object(resp)
+
+
 def failover(ctx: DrillContext, p: Failover) -> str:
     body: dict[str, Any] = {"reason": p.reason, "force": p.force}
     if p.targets:
@@ -156,8 +188,8 @@ def failback(ctx: DrillContext, p: Failback) -> str:
         time.sleep(1.0)
 
 
-def _problem(resp: Any) -> dict[str, Any]:
-    """The problem+json body of an answer ({} when it has none)."""
+def _json_object(resp: Any) -> dict[str, Any]:
+    """The JSON object of an answer, problem+json or not ({} when it has none)."""
     try:
         body = resp.json()
     except ValueError:
@@ -166,10 +198,10 @@ def _problem(resp: Any) -> dict[str, Any]:
 
 
 def _title(resp: Any) -> str:
-    problem = _problem(resp)
+    problem = _json_object(resp)
     return str(problem.get("detail") or problem.get("title") or "")
 
 
 def _rule(resp: Any) -> str | None:
-    rule = _problem(resp).get("rule")
+    rule = _json_object(resp).get("rule")
     return str(rule) if rule else None

@@ -29,6 +29,9 @@ ACTIONS: Mapping[str, Spec] = {
     "clear_faults": Spec(a.NoParams, a.clear_faults),
     "kill_control_plane": Spec(a.KillProcess, a.kill_control_plane),
     "drop_database_connections": Spec(a.NoParams, a.drop_database_connections),
+    "breaker_open": Spec(a.BreakerOverride, a.breaker_open),
+    "breaker_close": Spec(a.BreakerOverride, a.breaker_close),
+    "breaker_reset": Spec(a.BreakerOverride, a.breaker_reset),
     "failover": Spec(a.Failover, a.failover),
     "failback": Spec(a.Failback, a.failback),
 }

@@ -1,13 +1,21 @@
-"""`/v1/sites` and `/v1/breakers`: what routing sees of every DC."""
+"""`/v1/sites` and `/v1/breakers`: what routing sees of every DC, and operator overrides of breakers."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from control_plane.auth.deps import Ctx, SessionDep, Viewer
+from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
 from control_plane.domain import NotFound, Recovery, SiteState
 from control_plane.world import repository as world_repo
-from control_plane.world.schemas import BreakerOut, RecoveryOut, SiteOut
+from control_plane.world.breaker_actions import (
+    DRAIN_WAIT_S,
+    BreakerAction,
+    act_on_breaker,
+    breaker_json,
+    find_breaker,
+    restore,
+)
+from control_plane.world.schemas import BreakerActionIn, BreakerOut, RecoveryOut, SiteOut
 
 router = APIRouter(tags=["sites"])
 
@@ -64,7 +72,22 @@ def get_site(code: str, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
 def list_breakers(ctx: Ctx, _: Viewer) -> list[BreakerOut]:
     for st in ctx.sites.snapshot():
         ctx.board.get(st.site.code)  # every site has a breaker, even before its first call
-    return [
-        BreakerOut(name=name, state=state.value, fail_counter=ctx.board.get(name).fail_counter)
-        for name, state in ctx.board.states().items()
-    ]
+    return [BreakerOut(**breaker_json(ctx.board.get(name))) for name in ctx.board.names()]
+
+
+@router.post("/v1/breakers/{name}/{action}")
+def breaker_action(
+    name: str, action: BreakerAction, body: BreakerActionIn, ctx: Ctx, who: Operator
+) -> BreakerOut:
+    """`open` holds the breaker open until `close` (closed now) or `reset` (one trial call decides)."""
+    breaker = find_breaker(ctx.board, lambda: [st.site.code for st in ctx.sites.snapshot()], name)
+    before = breaker_json(breaker)
+    try:
+        with ctx.sessions.begin() as s:
+            after = act_on_breaker(s, breaker, action, who.name, body.reason, ctx.clock())
+    except Exception:
+        restore(breaker, before)  # no override without its audit record
+        raise
+    if action == "open":
+        after["in_flight"] = breaker.wait_idle(DRAIN_WAIT_S)
+    return BreakerOut(**after)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RecoveryOut(BaseModel):
@@ -43,4 +43,12 @@ class SiteOut(BaseModel):
 class BreakerOut(BaseModel):
     name: str
     state: str
+    held: bool  # held open by an operator: admits nothing until closed or reset
     fail_counter: int
+    # after an open: calls this process had let through that were still out when it answered
+    in_flight: int | None = None
+
+
+class BreakerActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=500, description="why: kept in the audit log")
