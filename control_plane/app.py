@@ -8,6 +8,7 @@ from datetime import datetime
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
@@ -16,6 +17,8 @@ from control_plane.auth.deps import TokenCache
 from control_plane.background import BackgroundLoop
 from control_plane.bia_runs import endpoints as bia
 from control_plane.context import AppContext, build_context, utcnow
+from control_plane.dashboard import routes as dashboard
+from control_plane.dashboard.view import SeriesCache
 from control_plane.drills import endpoints as drills
 from control_plane.drills.calendar import EMPTY, load_calendar
 from control_plane.drills.service import DrillService
@@ -119,6 +122,9 @@ def create_app(
     app.include_router(alerting.router)
     app.include_router(notices.router)
     app.include_router(drills.router)
+    app.state.dashboard_series = SeriesCache()
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static")
     _ops_routes(app, ctx)
     return app
 

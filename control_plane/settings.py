@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     commerce_calendar: Path | None = None
     drill_heartbeat_timeout_s: float = 30.0
 
+    # the status dashboard: how long a login lasts; Secure cookies also over plain HTTP (behind a
+    # TLS-terminating proxy that does not pass the scheme on); over https they are Secure anyway
+    dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    dashboard_secure_cookie: bool = False
+
     # scheduler: periodic monitoring jobs run on one elected replica (PostgreSQL advisory lock)
     scheduler: bool = True
     leader_poll_s: float = 1.0  # how often a follower tries to take the lead (bounds hand-over time)

@@ -2,11 +2,13 @@
 # Debian packages the tests and benchmarks use: Chromium (the BIA report is checked in a real
 # browser), prometheus (promtool checks and unit-tests the alert rules; the server scrapes drctl in
 # the alerting loop test), prometheus-alertmanager (routes those alerts back to drctl; amtool
-# checks its example config) and wrk (bench/intake). Installed only when missing.
+# checks its example config), wrk (bench/intake) and a Korean font (the dashboard's screenshots in
+# Korean, and its language switch). Installed only when missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -d /usr/share/fonts/truetype/nanum ] || need+=(fonts-nanum)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 { command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

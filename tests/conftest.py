@@ -40,15 +40,22 @@ def pg_server() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A clean schema for one test inside the session's database (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_schema(pg_server: str) -> Iterator[str]:
+    """A clean schema inside the session's database, dropped afterwards; yield its URL."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_server}?options=-csearch_path%3D{schema}"
     with psycopg.connect(PG_ADMIN.replace("dbname=postgres", f"dbname={pg_server}"), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A clean schema for one test (dropped afterwards)."""
+    with fresh_schema(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -51,6 +51,10 @@ def list_alerts(session: Session, status: str | None = None) -> list[AlertRow]:
     return list(session.scalars(stmt))
 
 
+def get_alert(session: Session, fingerprint: str) -> AlertRow | None:
+    return session.get(AlertRow, fingerprint)
+
+
 def firing_counts(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(AlertRow.alertname, func.count())
