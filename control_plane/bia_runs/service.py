@@ -109,21 +109,42 @@ class BiaRunner:
         with self._sessions.begin() as s:
             row = s.get(BiaRunRow, run_id)
             assert row is not None
-            row.status, row.result, row.error, row.order_lines, row.finished_at = (
-                status,
-                doc,
-                error,
-                lines,
-                now,
-            )
-            if doc is not None:
-                targets = {c: (t.tier, t.rto_hours, t.rpo_seconds) for c, t in site_targets(doc).items()}
-                world_repo.apply_bia_targets(s, targets, now)
+            _finish_row(s, row, status, doc, error, lines, now)
         if doc is not None:
             self._on_targets_applied()  # e.g. the site cache, so /v1/sites shows the new tiers at once
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish_row(
+    s: Session,
+    row: BiaRunRow,
+    status: str,
+    doc: dict[str, Any] | None,
+    error: str | None,
+    lines: int | None,
+    now: datetime,
+) -> None:
+    row.status, row.result, row.error, row.order_lines, row.finished_at = status, doc, error, lines, now
+    if doc is not None:
+        targets = {c: (t.tier, t.rto_hours, t.rpo_seconds) for c, t in site_targets(doc).items()}
+        world_repo.apply_bia_targets(s, targets, now)
+
+
+def record_history_run(
+    session: Session, actor: str, source: str, history: pl.DataFrame, params: BiaParams, now: datetime
+) -> BiaResult:
+    """Run the BIA over a history that is not in the store (the demo's generated one) and keep it
+    as a finished run, its targets applied to the sites, as a run over the store would be."""
+    world = world_repo.load_world(session)
+    result = run_bia(history, world, params, now=now)
+    row = BiaRunRow(
+        status="running", requested_by=actor, source=source, params=params.to_json_dict(), created_at=now
+    )
+    session.add(row)
+    _finish_row(session, row, "done", result.to_json_dict(), None, history.height, now)
+    return result
 
 
 def get_run(session: Session, run_id: int) -> BiaRunRow:

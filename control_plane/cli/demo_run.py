@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -27,10 +27,14 @@ import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
+from bia.history import DEFAULT_LOAD_FACTOR, generate_history
+from bia.params import BiaParams
+from bia.results import site_targets
 from chaos.order_stream import OrderFactory
 from chaos.sim_process import SimProcess, targets_from_world
 from control_plane.app import create_app
 from control_plane.auth import repository as tokens
+from control_plane.bia_runs.service import record_history_run
 from control_plane.domain import World
 from control_plane.logs import configure_logging
 from control_plane.orders.signatures import site_event_secret
@@ -148,14 +152,36 @@ def run_demo(settings: Settings, world_path: Path, port: int, rate: float) -> No
         save_world(s, world, now)
         token = tokens.create_token(s, f"demo-admin-{now:%Y%m%d%H%M%S%f}", "admin", now)
         tokens.audit(s, now, "demo", "token.create", "token:demo-admin", after={"role": "admin"})
+        with console.status(f"BIA over {DEMO_HISTORY_DAYS} days of generated order history…"):
+            history = generate_history(
+                world,
+                days=DEMO_HISTORY_DAYS,
+                seed=7,
+                start=now.date() - timedelta(days=DEMO_HISTORY_DAYS),
+                orders_per_day=_demo_orders_per_day(world),
+            )
+            result = record_history_run(
+                s, "demo", f"generated:{DEMO_HISTORY_DAYS}d", history, BiaParams(), now
+            )
     engine.dispose()
     console.print(f"[bold]drctl demo[/] world {world.name!r} in {settings.database_url}")
+    tiers = ", ".join(
+        f"{t.code} tier {t.tier} (RTO {t.rto_hours:g} h)" for t in site_targets(result).values()
+    )
+    console.print(f"  BIA               {history.height} order lines: {tiers}")
     stopping = _Stopping()
     with stopping.installed():
         _serve_demo(settings, world, model.simulator.admin_port, token, port, rate, stopping)
 
 
 DEMO_SHIP_AFTER_S = 60.0  # how long a demo DC takes to ship an order it accepted
+DEMO_HISTORY_DAYS = 28  # what the BIA reads at the start, so tiers and RTOs are filled in
+DEMO_HISTORY_MAX_PER_DAY = 20_000  # the sample world's own load is ~16,000; a scaled-up world stays quick
+
+
+def _demo_orders_per_day(world: World) -> int:
+    capacity = sum(s.capacity_per_hour for s in world.sites)
+    return max(1, min(round(capacity * 24 * DEFAULT_LOAD_FACTOR), DEMO_HISTORY_MAX_PER_DAY))
 
 
 def _dcs_call_back(sim: SimProcess, world: World, base: str, settings: Settings) -> None:
@@ -198,6 +224,7 @@ def _serve_demo(
         console.print(
             f"  simulator admin   {sim.admin_url}/_sim/targets  (faults: PUT /_sim/targets/NAME/faults)"
         )
+        console.print(f"  dashboard         {base}/  (log in with the admin token below)")
         console.print(f"  control plane     {base}/docs")
         console.print(f"  sites             curl -H 'Authorization: Bearer $TOKEN' {base}/v1/sites")
         console.print(f"  metrics           {base}/metrics")
