@@ -45,7 +45,7 @@ PHONE = {"width": 390, "height": 844}
 LIVE = {
     "DRCTL_PROBE_INTERVAL_S": "0.25",
     "DRCTL_PROBE_TIMEOUT_S": "0.25",
-    "DRCTL_PROBE_FAILURE_THRESHOLD": "1",
+    "DRCTL_PROBE_FAILURE_THRESHOLD": "2",  # one slow probe on a busy machine is not an outage
     "DRCTL_PROBE_SUCCESS_THRESHOLD": "1",
     "DRCTL_LEADER_POLL_S": "0.25",
 }
@@ -70,7 +70,7 @@ def shipped_history(url: str, world: World) -> None:
     """A week of orders, shipped long ago: what the BIA reads to fill in tiers and RTOs."""
     store_history(
         url,
-        generate_history(world, days=7, seed=3, start=date.today() - timedelta(days=8), orders_per_day=400),
+        generate_history(world, days=7, seed=3, start=date.today() - timedelta(days=8), orders_per_day=4000),
     )
     engine = engine_for(url)
     with engine.begin() as c:
@@ -125,6 +125,8 @@ def assert_accessible(page: Any) -> None:
 
 def test_the_page_lists_every_site_and_is_accessible(browser: Any, stack: Stack) -> None:
     page, watch = log_in(browser, stack, "operator")
+    # the normal state: every probe has answered (nothing red) before the screenshots
+    page.wait_for_selector("#board tr.alarm", state="detached", timeout=15000)
     for site in stack.world.sites:
         assert row(page, site.code).count() == 1, site.code
     assert page.locator("html").get_attribute("lang") == "en"
