@@ -48,6 +48,11 @@ POSTAL_PREFIXES = {
 }
 
 
+def default_orders_per_day(world: World) -> int:
+    """A day's orders at the world's usual load: its sites' hourly capacity at DEFAULT_LOAD_FACTOR."""
+    return round(sum(s.capacity_per_hour for s in world.sites) * 24 * DEFAULT_LOAD_FACTOR)
+
+
 def generate_history(
     world: World,
     days: int,
@@ -60,8 +65,7 @@ def generate_history(
     if days <= 0:
         raise InvalidInput(f"days must be at least 1, got {days}")
     if orders_per_day is None:
-        capacity = sum(s.capacity_per_hour for s in world.sites)
-        orders_per_day = round(capacity * 24 * DEFAULT_LOAD_FACTOR)
+        orders_per_day = default_orders_per_day(world)
     if orders_per_day <= 0:
         raise InvalidInput(f"orders_per_day must be at least 1, got {orders_per_day}")
     rng = random.Random(seed)

@@ -27,7 +27,7 @@ import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
-from bia.history import DEFAULT_LOAD_FACTOR, generate_history
+from bia.history import default_orders_per_day, generate_history
 from bia.params import BiaParams
 from bia.results import site_targets
 from chaos.order_stream import OrderFactory
@@ -180,8 +180,7 @@ DEMO_HISTORY_MAX_PER_DAY = 20_000  # the sample world's own load is ~16,000; a s
 
 
 def _demo_orders_per_day(world: World) -> int:
-    capacity = sum(s.capacity_per_hour for s in world.sites)
-    return max(1, min(round(capacity * 24 * DEFAULT_LOAD_FACTOR), DEMO_HISTORY_MAX_PER_DAY))
+    return max(1, min(default_orders_per_day(world), DEMO_HISTORY_MAX_PER_DAY))
 
 
 def _dcs_call_back(sim: SimProcess, world: World, base: str, settings: Settings) -> None:

@@ -7,7 +7,7 @@ and a test checks that none is missing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 LANGS = ("en", "ko")
 LANG_COOKIE = "drctl_lang"
@@ -146,7 +146,7 @@ def negotiate(accept_language: str | None, chosen: str | None) -> str:
     return best
 
 
-def translator(lang: str) -> object:
+def translator(lang: str) -> Callable[..., str]:
     index = LANGS.index(lang) if lang in LANGS else 0
 
     def t(key: str, **values: object) -> str:

@@ -24,7 +24,7 @@ from control_plane.auth.deps import Principal
 from control_plane.dashboard import view
 from control_plane.dashboard.i18n import LANG_COOKIE, LANGS, negotiate, translator
 from control_plane.domain import Actor, Conflict, DomainError, NotFound
-from control_plane.world.breaker_actions import act_on_breaker, breaker_json, find_breaker, restore
+from control_plane.world.breaker_actions import find_breaker, override
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SILENCE_HOURS = (1, 4, 24)
@@ -295,20 +295,12 @@ def reset_breaker(
     try:
         login, _ = _operator(request, csrf)
         ctx = _ctx(request)
-        breaker = find_breaker(ctx.board, lambda: [st.site.code for st in ctx.sites.snapshot()], name)
+        breaker = find_breaker(ctx, name)
     except Refused as exc:
         return _refused_page(request, exc)
     except DomainError as exc:
         return _refused_page(request, Refused(_status(exc), str(exc)))
-    before = breaker_json(breaker)
-    try:
-        with ctx.sessions.begin() as s:
-            after = act_on_breaker(
-                s, breaker, "reset", login.name, reason.strip() or "dashboard", ctx.clock()
-            )
-    except Exception:
-        restore(breaker, before)
-        raise
+    after = override(ctx.sessions, breaker, "reset", login.name, reason.strip() or "dashboard", ctx.clock())
     return _done(translator(_lang(request))("done_reset", name=name, state=after["state"]))
 
 

@@ -8,11 +8,10 @@ the count of calls still out when the wait ran out is in the answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.auth.repository import audit
 from control_plane.domain import BreakerState, NotFound
@@ -29,24 +28,46 @@ def breaker_json(breaker: GatedBreaker) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def find_breaker(board: BreakerBoard, known: Callable[[], list[str]], name: str) -> GatedBreaker:
-    """The breaker of that name; a typo'd name is refused rather than creating a new breaker."""
-    if name not in set(board.names()) | set(known()):
+def find_breaker(ctx: Any, name: str) -> GatedBreaker:
+    """The breaker of that name (a site's, or one already used); a typo'd name is refused rather
+    than creating a new breaker."""
+    board: BreakerBoard = ctx.board
+    if name not in set(board.names()) | {st.site.code for st in ctx.sites.snapshot()}:
         raise NotFound(f"no breaker {name!r}: GET /v1/breakers lists them")
     return board.get(name)
 
 
-def act_on_breaker(
-    session: Session,
+def override(
+    sessions: sessionmaker[Session],
     breaker: GatedBreaker,
     action: BreakerAction,
     actor: str,
     reason: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Apply the override and audit it; the caller commits (or `restore`s the breaker if it cannot),
-    then waits out the calls still in flight (`wait_idle`) after an open."""
+    """Apply the override with its audit record, or not at all: a failed commit puts the breaker
+    back. After an open, the answer waits out the calls this process had already let through."""
     before = breaker_json(breaker)
+    try:
+        with sessions.begin() as s:
+            after = _apply(s, breaker, action, actor, reason, now, before)
+    except Exception:
+        breaker.force(BreakerState(before["state"]), hold=before["held"])
+        raise
+    if action == "open":
+        after["in_flight"] = breaker.wait_idle(DRAIN_WAIT_S)
+    return after
+
+
+def _apply(
+    session: Session,
+    breaker: GatedBreaker,
+    action: BreakerAction,
+    actor: str,
+    reason: str,
+    now: datetime,
+    before: dict[str, Any],
+) -> dict[str, Any]:
     if action == "open":
         breaker.force(BreakerState.OPEN)
     elif action == "close":
@@ -56,8 +77,3 @@ def act_on_breaker(
     after = breaker_json(breaker)
     audit(session, now, actor, f"breaker.{action}", f"breaker:{breaker.name}", before, after, reason)
     return after
-
-
-def restore(breaker: GatedBreaker, before: dict[str, Any]) -> None:
-    """Put the breaker back as it was when its audit record could not be written."""
-    breaker.force(BreakerState(before["state"]), hold=before["held"])

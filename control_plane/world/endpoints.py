@@ -7,14 +7,7 @@ from fastapi import APIRouter
 from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
 from control_plane.domain import NotFound, Recovery, SiteState
 from control_plane.world import repository as world_repo
-from control_plane.world.breaker_actions import (
-    DRAIN_WAIT_S,
-    BreakerAction,
-    act_on_breaker,
-    breaker_json,
-    find_breaker,
-    restore,
-)
+from control_plane.world.breaker_actions import BreakerAction, breaker_json, find_breaker, override
 from control_plane.world.schemas import BreakerActionIn, BreakerOut, RecoveryOut, SiteOut
 
 router = APIRouter(tags=["sites"])
@@ -80,14 +73,6 @@ def breaker_action(
     name: str, action: BreakerAction, body: BreakerActionIn, ctx: Ctx, who: Operator
 ) -> BreakerOut:
     """`open` holds the breaker open until `close` (closed now) or `reset` (one trial call decides)."""
-    breaker = find_breaker(ctx.board, lambda: [st.site.code for st in ctx.sites.snapshot()], name)
-    before = breaker_json(breaker)
-    try:
-        with ctx.sessions.begin() as s:
-            after = act_on_breaker(s, breaker, action, who.name, body.reason, ctx.clock())
-    except Exception:
-        restore(breaker, before)  # no override without its audit record
-        raise
-    if action == "open":
-        after["in_flight"] = breaker.wait_idle(DRAIN_WAIT_S)
+    breaker = find_breaker(ctx, name)
+    after = override(ctx.sessions, breaker, action, who.name, body.reason, ctx.clock())
     return BreakerOut(**after)
