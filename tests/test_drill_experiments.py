@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.drill.experiment import ExperimentError, PauseStep, Tolerance, load_experiment
+from chaos.drill.experiment import ExperimentError, PauseStep, Tolerance, load_experiment, scaled
 from chaos.drill.registry import ACTIONS, PROBES
+from control_plane.cli.drill_world import scaled_settings
 
 SHIPPED = sorted((Path(__file__).parents[1] / "chaos" / "experiments").glob("*.yaml"))
 
@@ -121,3 +122,12 @@ def test_the_registry_names_the_issue_s_actions_and_probes() -> None:
             "failover", "failback", "clear_faults"} <= set(ACTIONS)  # fmt: skip
     assert {"http_get", "metric", "orders_lost", "orders_duplicated", "orders_held", "intake_p99_ms",
             "notices_unsent"} <= set(PROBES)  # fmt: skip
+
+
+def test_a_short_form_world_runs_its_breaker_and_probe_clocks_at_the_same_scale() -> None:
+    assert scaled_settings(0.2, {}) == {"DRCTL_BREAKER_RESET_TIMEOUT_S": "2", "DRCTL_PROBE_INTERVAL_S": "2"}
+    # what the operator set wins; a full-length drill changes nothing
+    assert scaled_settings(0.2, {"DRCTL_PROBE_INTERVAL_S": "1"}) == {"DRCTL_BREAKER_RESET_TIMEOUT_S": "2"}
+    assert scaled_settings(1.0, {}) == {}
+    (flood,) = [p for p in SHIPPED if p.stem == "icheon-flood-at-peak"]
+    assert scaled(load_experiment(flood), 0.2).recover_hold_s == pytest.approx(0.6)

@@ -76,6 +76,18 @@ def test_recover_is_when_the_accepted_share_holds_at_95_percent_of_steady() -> N
     assert time_to_recover(steady + back, FAULT, FAULT + 6, 1.0) == 6.0
 
 
+def test_a_quiet_window_without_a_held_order_by_chance_is_no_recovery() -> None:
+    # one order in ten is held while the fault lasts, two a second: any 3 s window holds six
+    # orders, and a window of six with none held is no evidence the share is back
+    outage = [order(FAULT + i * 0.5, code=202 if i % 10 == 9 else 201,
+                    status="held" if i % 10 == 9 else "accepted") for i in range(40)]  # fmt: skip
+    assert time_to_recover(outage, FAULT, FAULT, 1.0) is None
+    # the same rate with nothing held: recovered from the start, once 20 orders are seen
+    clean = [order(FAULT + i * 0.5) for i in range(40)]
+    assert time_to_recover(clean, FAULT, FAULT, 1.0) == 0.0
+    assert time_to_recover(clean[:10], FAULT, FAULT, 1.0) is None
+
+
 def test_latency_by_phase_and_per_second_counts() -> None:
     outcomes = [order(FAULT + i, latency_ms=10 * (i + 1)) for i in range(10)] + [order(FAULT + 0.5, code=0)]
     phase = latency(outcomes, FAULT, FAULT + 5)

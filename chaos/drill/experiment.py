@@ -189,6 +189,8 @@ class Experiment(_Strict):
     within_s: dict[Literal["detect", "mitigate", "recover"], Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict
     )  # upper bounds on those times, e.g. {mitigate: 1}
+    # how long intake must hold its steady share to count as recovered (one lucky second is not)
+    recover_hold_s: Annotated[float, Field(ge=0.5, le=600)] = 3.0
 
     @model_validator(mode="after")
     def _fits_the_load(self) -> Experiment:
@@ -226,6 +228,7 @@ def scaled(x: Experiment, factor: float) -> Experiment:
             "load": load.model_copy(update=window),
             "warmup_s": x.warmup_s * factor,
             "settle_s": x.settle_s * factor,
+            "recover_hold_s": max(0.5, x.recover_hold_s * factor),
             "method": [step(s) for s in x.method],
         }
     )

@@ -9,12 +9,14 @@ per second, and latency percentiles before, during and after the fault.
   longer offers it the subject). An order of the region that another DC took before detection is
   no evidence: the sample world's Seoul micro-fulfillment site takes a third of the capital
   region's orders on a quiet day.
-- recover: fault -> the first moment from which, for `hold_s`, the share of posted orders that a
-  DC accepted is back to 95 % of the share before the fault (held orders do not count).
+- recover: fault -> the first moment from which, for `hold_s` and at least 20 orders, the share
+  of posted orders that a DC accepted is back to 95 % of the share before the fault (held orders
+  do not count).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import Any
 from chaos.drill.context import Outcome
 
 RECOVERED_SHARE = 0.95
+RECOVERY_MIN_ORDERS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +123,29 @@ def accepted_share(outcomes: Iterable[Outcome], start: float, end: float) -> flo
 
 
 def time_to_recover(
-    outcomes: Sequence[Outcome], fault_at: float, not_before: float, steady_share: float, hold_s: float = 3.0
+    outcomes: Sequence[Outcome],
+    fault_at: float,
+    not_before: float,
+    steady_share: float,
+    hold_s: float = 3.0,
+    min_orders: int = RECOVERY_MIN_ORDERS,
 ) -> float | None:
-    """Seconds from the fault until the accepted share holds >= 95 % of steady for `hold_s`."""
+    """Seconds from the fault until the accepted share holds >= 95 % of steady for `hold_s` and
+    over at least `min_orders` orders (at a quiet rate a short window is a coin toss)."""
     if steady_share <= 0:
         return None
-    ends = [o.t for o in outcomes]
-    if not ends:
+    starts = sorted(o.t for o in outcomes)
+    if not starts:
         return None
-    last = max(ends)
+    last = starts[-1]
     t = max(fault_at, not_before)
     while t + hold_s <= last:
-        share = accepted_share(outcomes, t, t + hold_s)
+        first = bisect.bisect_left(starts, t)
+        enough = first + min_orders - 1
+        if enough >= len(starts):
+            return None
+        end = max(t + hold_s, math.nextafter(starts[enough], math.inf))
+        share = accepted_share(outcomes, t, end)
         if share is not None and share >= RECOVERED_SHARE * steady_share:
             return round(t - fault_at, 3)
         t += 0.5

@@ -388,7 +388,9 @@ class DrillRunner:
             detect = measure.time_to_detect(samples, self.x.subject, fault_at)
             detected_at = measure.routed_away_at(samples, self.x.subject, fault_at)
             mitigate = measure.time_to_mitigate(outcomes, self.x.subject, region, fault_at, detected_at)
-            recover = measure.time_to_recover(outcomes, fault_at, fault_at + (mitigate or 0.0), steady)
+            recover = measure.time_to_recover(
+                outcomes, fault_at, fault_at + (mitigate or 0.0), steady, self.x.recover_hold_s
+            )
             m.update(detect_s=detect, mitigate_s=mitigate, recover_s=recover)
             m["steady_accepted_share"] = round(steady, 4)
             m["latency"] = {

@@ -133,7 +133,7 @@ def run(
         try:
             if target is None:
                 console.print(f"[bold]drill[/] {x.title}: starting the world in {work}")
-                own = DrillWorld(world, work, os.environ.get("DRCTL_DATABASE_URL"))
+                own = DrillWorld(world, work, os.environ.get("DRCTL_DATABASE_URL"), time_scale)
                 with stopping.deferred():  # a child started is a child stopped: no signal in between
                     own.start()
                 stopping.raise_pending()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from chaos.ports import free_port
 from chaos.sim_process import SimProcess, control_plane_ready, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
 from control_plane.domain import DomainError
+from control_plane.settings import Settings
 from control_plane.store.db import make_engine, make_session_factory, scratch_database
 from control_plane.store.migrate import upgrade
 from control_plane.world.loader import load_world_file
@@ -32,6 +34,23 @@ BIA_DAYS = 28
 # a world scaled up for load tests would otherwise generate a history of its whole capacity (a
 # 100x world: 50 M order lines, more memory than the machine has); the sample world is ~19,000/day
 BIA_MAX_ORDERS_PER_DAY = 20_000
+# the control plane's own clocks a short-form drill scales with its pauses: left at full length, a
+# breaker tripped in a 0.2x drill would still wait out its full reset timeout, past the end of the
+# load, and the site would never be seen coming back
+SCALED_SETTINGS = ("breaker_reset_timeout_s", "probe_interval_s")
+
+
+def scaled_settings(time_scale: float, environ: Mapping[str, str]) -> dict[str, str]:
+    """DRCTL_* variables for a world run at `time_scale`; a variable already set is left alone."""
+    if time_scale >= 1.0:
+        return {}
+    fields = Settings.model_fields
+    out = {}
+    for name in SCALED_SETTINGS:
+        var = f"DRCTL_{name.upper()}"
+        if var not in environ:
+            out[var] = f"{float(fields[name].default) * time_scale:g}"
+    return out
 
 
 class WorldFailed(DomainError):
@@ -48,9 +67,13 @@ class Issued:
 class DrillWorld:
     """Start with `start()`, end with `stop()` (idempotent); `kill_and_restart` is the kill action."""
 
-    def __init__(self, world_path: Path, workdir: Path, server_url: str | None) -> None:
+    def __init__(
+        self, world_path: Path, workdir: Path, server_url: str | None, time_scale: float = 1.0
+    ) -> None:
         """`server_url` (DRCTL_DATABASE_URL) picks PostgreSQL: the drill makes a scratch database on
-        that server and drops it at the end, never writing into the database the URL names."""
+        that server and drops it at the end, never writing into the database the URL names.
+        `time_scale` below 1 shortens the control plane's breaker and probe clocks with the drill."""
+        self.time_scale = time_scale
         self.world_path = world_path
         self.workdir = workdir
         self._server_url = server_url if server_url and server_url.startswith("postgres") else None
@@ -92,7 +115,8 @@ class DrillWorld:
         self._serve()
 
     def _serve(self) -> None:
-        env = {**os.environ, "DRCTL_DATABASE_URL": self.database_url}
+        env = {**os.environ, **scaled_settings(self.time_scale, os.environ)}
+        env["DRCTL_DATABASE_URL"] = self.database_url
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = (self.workdir / "control-plane.log").open("ab")
         self._proc = subprocess.Popen(
