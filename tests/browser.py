@@ -5,7 +5,7 @@ used. Without chromium or playwright a test is skipped loudly on a workstation a
 so CI can never pass without running the browser. Accessibility checks run the axe-core copy bundled in
 `axe-playwright-python`, so they work offline.
 
-A test module gets the `browser` fixture with `pytest_plugins = ["browser"]` (or from tests/conftest.py);
+tests/conftest.py registers this module as a plugin, so every test can ask for the `browser` fixture;
 importing the fixture by name instead trips ruff's F401/F811.
 """
 

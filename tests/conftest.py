@@ -12,6 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+# the headless Chromium fixture (tests/browser.py), registered here so pytest rewrites its asserts
+pytest_plugins = ["browser"]
+
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

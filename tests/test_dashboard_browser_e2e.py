@@ -37,7 +37,6 @@ from harness import (
     write_test_world,
 )
 
-pytest_plugins = ["browser"]
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(os.environ.get("DRCTL_TEST_ARTIFACTS", "build/test-artifacts")) / "dashboard"

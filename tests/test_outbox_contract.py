@@ -234,9 +234,9 @@ def test_a_row_claimed_by_a_dead_worker_waits_for_its_lease_then_is_sent(subject
     assert subject.rows()[0].status == subject.ended
 
 
-def test_two_workers_draining_at_once_send_each_row_once(subject: Subject, db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer: SKIP LOCKED claims are PostgreSQL's (covered by the lease test)")
+# SQLite has one writer: SKIP LOCKED claims are PostgreSQL's (SQLite's side is the lease test)
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_draining_at_once_send_each_row_once(subject: Subject) -> None:
     for _ in range(40):
         subject.enqueue()
     workers = [subject.worker(), subject.worker()]
