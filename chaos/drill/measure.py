@@ -132,21 +132,20 @@ def time_to_recover(
 ) -> float | None:
     """Seconds from the fault until the accepted share holds >= 95 % of steady for `hold_s` and
     over at least `min_orders` orders (at a quiet rate a short window is a coin toss)."""
-    if steady_share <= 0:
+    if steady_share <= 0 or not outcomes:
         return None
-    starts = sorted(o.t for o in outcomes)
-    if not starts:
-        return None
+    # sorted once: each candidate window is then a slice, not another pass over every order
+    ordered = sorted(outcomes, key=lambda o: o.t)
+    starts = [o.t for o in ordered]
     last = starts[-1]
     t = max(fault_at, not_before)
     while t + hold_s <= last:
         first = bisect.bisect_left(starts, t)
-        enough = first + min_orders - 1
-        if enough >= len(starts):
+        if first + min_orders > len(starts):
             return None
-        end = max(t + hold_s, math.nextafter(starts[enough], math.inf))
-        share = accepted_share(outcomes, t, end)
-        if share is not None and share >= RECOVERED_SHARE * steady_share:
+        end = max(bisect.bisect_left(starts, t + hold_s), first + min_orders)
+        window = ordered[first:end]
+        if sum(accepted(o) for o in window) >= RECOVERED_SHARE * steady_share * len(window):
             return round(t - fault_at, 3)
         t += 0.5
     return None
