@@ -29,7 +29,7 @@ lint: venv
 TEST_WORKERS ?= 2
 
 test: venv system-deps postgres lint
-	$(PY) -m pytest -m "not e2e" -n $(TEST_WORKERS)
+	$(PY) -m pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadgroup
 	$(PY) -m pytest -m e2e
 
 demo: venv

@@ -13,17 +13,18 @@ from typing import Any
 
 from control_plane.domain import World
 
+DEFAULT_CHANNELS = ("web", "app", "coupang", "naver")
+
 
 class OrderFactory:
-    def __init__(
-        self, world: World, seed: int = 1, channels: Sequence[str] = ("web", "app", "coupang", "naver")
-    ):
+    def __init__(self, world: World, seed: int = 1, channels: Sequence[str] | None = None):
         self._rnd = random.Random(seed)
         self._regions = list(world.regions)
         self._region_weights = [max(r.demand_share, 1e-6) for r in self._regions]
         self._skus = list(world.catalog)
         self._sku_weights = [1 / (rank + 1) ** 1.1 for rank in range(len(self._skus))]
-        self._channels = list(channels)
+        # the world's own channels (intake refuses any other); these four are the sample world's
+        self._channels = list(channels or [c.code for c in world.channels] or DEFAULT_CHANNELS)
         self._seq = itertools.count(1)
         self._prefix = f"{seed:04d}"
 

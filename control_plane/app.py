@@ -34,9 +34,11 @@ from control_plane.orders import endpoints as orders
 from control_plane.orders import lifecycle_endpoints
 from control_plane.schedule import build_prober, build_scheduler
 from control_plane.settings import Settings
-from control_plane.web import problems
+from control_plane.web import openapi, problems
 from control_plane.web.body_limit import BodyLimitMiddleware
+from control_plane.web.url_guard import UrlGuardMiddleware
 from control_plane.world import endpoints as sites
+from failover.rate import RateLimiter
 from failover.safety import SafetyPolicy
 
 
@@ -107,12 +109,17 @@ def create_app(
     app.state.background = loop
     app.state.scheduler = scheduler
     app.state.token_cache = TokenCache()
+    app.state.auth_failures = RateLimiter(
+        lambda _: settings.auth_failures_per_s, burst=settings.auth_failure_burst, max_keys=10_000
+    )
     app.state.operations = site_ops
     # a calendar that cannot be read stops the start: a typo must not quietly allow drills at peak
     calendar = load_calendar(settings.commerce_calendar) if settings.commerce_calendar else EMPTY
     app.state.drills = DrillService(ctx.sessions, clock, calendar, settings.drill_heartbeat_timeout_s)
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UrlGuardMiddleware)
     app.include_router(orders.router)
     app.include_router(lifecycle_endpoints.router)
     app.include_router(sites.router)

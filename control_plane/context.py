@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import pybreaker
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +29,9 @@ from control_plane.notices.service import NoticePolicy, NoticeWriter
 from control_plane.orders.cancels import CancelConfig, CancelOutbox
 from control_plane.orders.service import OrderPipeline, PipelineConfig
 from control_plane.orders.slips import NoSlips, SlipSink
+from control_plane.orders.validate import TimeLimits
 from control_plane.settings import Settings
+from control_plane.store.breaker_store import RedisHolds, StoreHealth, redis_breaker_store
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.wms_client import HttpDcClient
 from control_plane.world.state import SiteStateCache
@@ -70,52 +70,19 @@ class AppContext:
     notice_policy: NoticePolicy
     notices: NoticeDelivery | None  # None: notices are off (DRCTL_NOTICES=false)
     slips: SlipSink  # writes the notices order changes make due
+    order_times: TimeLimits  # the placed_at / promised_by an order may claim
+    store_health: StoreHealth | None  # the shared breaker store's, when there is one (Redis)
     # breaker transitions are noted under the breaker's lock and stored later by the background loop
     breaker_changes: queue.SimpleQueue[BreakerChange] = field(default_factory=queue.SimpleQueue)
 
     def close(self) -> None:
+        if self.store_health is not None:
+            self.store_health.close()
         if self.notices is not None:
             self.notices.close()
         self.bia.close()
         self.client.close()
         self.engine.dispose()
-
-
-class RedisHolds:
-    """Operator holds on breakers, in the Redis that shares their state, beside pybreaker's keys."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    def _key(self, name: str) -> str:
-        return f"drctl:{name}:held"
-
-    def held(self, name: str) -> bool:
-        import redis
-
-        try:
-            return bool(self._conn.exists(self._key(name)))
-        except redis.RedisError:
-            # as pybreaker's storage does when Redis fails (it reads closed): the call decides
-            log.exception("breaker store: cannot read the hold on %s", name)
-            return False
-
-    def set_held(self, name: str, held: bool) -> None:
-        if held:
-            self._conn.set(self._key(name), "1")
-        else:
-            self._conn.delete(self._key(name))
-
-
-def redis_breaker_store(url: str) -> tuple[StorageFactory, RedisHolds]:
-    import redis
-
-    conn = redis.Redis.from_url(url)
-
-    def factory(name: str) -> pybreaker.CircuitBreakerStorage:
-        return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, conn, namespace=f"drctl:{name}")
-
-    return factory, RedisHolds(conn)
 
 
 def build_context(
@@ -143,7 +110,18 @@ def build_context(
     )
     if not settings.breakers:
         log.warning("DRCTL_BREAKERS=false: circuit breakers are OFF, a failing DC keeps getting orders")
-    storage, holds = redis_breaker_store(settings.redis_url) if settings.redis_url else (None, None)
+    storage: StorageFactory | None = None
+    holds: RedisHolds | None = None
+    store_health: StoreHealth | None = None
+    if settings.redis_url:
+
+        def on_store_change(up: bool) -> None:
+            metrics.breaker_store_up.set(1 if up else 0)
+
+        storage, holds, store_health = redis_breaker_store(
+            settings.redis_url, settings.redis_timeout_s, on_store_change
+        )
+        metrics.breaker_store_up.set(1)
     board = BreakerBoard(policy, storage, on_breaker_change, holds)
     client = HttpDcClient(
         settings.dc_connect_timeout_s,
@@ -228,6 +206,12 @@ def build_context(
         notice_policy,
         notices,
         writer or NoSlips(),
+        TimeLimits(
+            max_age=timedelta(hours=settings.order_max_age_hours),
+            clock_skew=timedelta(seconds=settings.order_max_clock_skew_s),
+            max_promise=timedelta(hours=settings.promise_max_hours),
+        ),
+        store_health,
         changes,
     )
 

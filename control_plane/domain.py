@@ -103,6 +103,14 @@ class Sku:
 
 
 @dataclass(frozen=True, slots=True)
+class SalesChannel:
+    """Where orders come from (the web shop, the app, a marketplace): intake takes only these."""
+
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class World:
     """A retailer's static configuration: what `drctl world load` stores."""
 
@@ -112,6 +120,7 @@ class World:
     integrations: tuple[Integration, ...]
     catalog: tuple[Sku, ...]
     stock: dict[tuple[str, str], int]  # (site, sku) -> units on hand
+    channels: tuple[SalesChannel, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +219,7 @@ class Actor:
 
     name: str
     idempotency_key: str | None = None
+    channels: frozenset[str] | None = None  # the sales channels it may act for; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +247,12 @@ class Conflict(DomainError):
         super().__init__(message)
         self.rule = rule
         self.details = details or {}
+
+
+class Forbidden(DomainError):
+    """The caller is who it says, but may not do this."""
+
+    title = "Forbidden"
 
 
 class InvalidInput(DomainError):

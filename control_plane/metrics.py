@@ -72,6 +72,12 @@ class Metrics:
         self.breaker_state = Gauge(
             "drctl_breaker_state", "0 closed, 1 half-open, 2 open", ["breaker"], registry=reg, **own_mode
         )
+        self.breaker_store_up = Gauge(
+            "drctl_breaker_store_up",
+            "1 while the shared breaker store (Redis) answers this process; 0: breakers run per process",
+            registry=reg,
+            **({"multiprocess_mode": "livemin"} if mp else {}),
+        )
         self.site_health = Gauge(
             "drctl_site_health",
             "1 healthy, 0.5 degraded, 0 down, -1 unknown",

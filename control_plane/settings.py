@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default=f"sqlite:///{DEFAULT_SQLITE}")
     db_pool_size: int = 20
     redis_url: str | None = None  # shared breaker state between replicas when set
+    # each Redis call's connect and read timeout: a Redis that stops answering must not hold a request
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=10)
 
     # circuit breakers around every DC call
     breaker_fail_max: int = 5
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     eta_base_hours: float = 6.0
     eta_km_per_hour: float = 60.0
     default_promise_hours: float = 48.0
+    # the times an order may claim: a client clock off by years, or a channel replaying last month,
+    # is refused (422) rather than routed against a promise nobody can keep
+    order_max_age_hours: float = Field(default=720.0, gt=0)
+    order_max_clock_skew_s: float = Field(default=300.0, ge=0)
+    promise_max_hours: float = Field(default=2160.0, gt=0)
     state_refresh_s: float = 1.0  # how stale the cached site state may be
 
     # failover safety rules (each refusal names its rule; `force` with a reason overrides, audited)
@@ -142,6 +149,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 1024 * 1024
+    # requests with unknown tokens, per client address: a burst, then this many a second
+    auth_failure_burst: int = Field(default=30, ge=1)
+    auth_failures_per_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     background_jobs: bool = True

@@ -63,7 +63,7 @@ def prepare_database(url: str, world: World) -> dict[str, str]:
             save_world(s, world, now)
             issued = {
                 role: tokens.create_token(s, f"test-{role}-{time.time_ns()}", role, now)
-                for role in tokens.ROLES
+                for role in tokens.ALL_ROLES
             }
             ISSUED_TOKENS.extend(issued.values())
             return issued

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from shutil import which as shutil_which
 from typing import Any
 
 import boto3
@@ -481,3 +482,50 @@ def pid_of_client(port: int) -> int | None:
                     if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
                         return int(pid)
     return None
+
+
+# --- a Redis of the test's own (the machine's shared one is never stopped) ------------------------
+
+
+class RedisServer:
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start (or restart, on the same port) an empty Redis that keeps nothing on disk."""
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self._workdir)]  # fmt: skip
+        log = (self._workdir / f"redis-{self.port}.log").open("ab")
+        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on {self.port} did not answer within {timeout_s} s")
+
+    def kill(self) -> None:
+        """SIGKILL: the way a Redis host dies, not a clean shutdown."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    if not shutil_which("redis-server"):
+        msg = "redis-server is not installed (make system-deps installs it)"
+        if IN_CI:
+            pytest.fail("CI=true: " + msg, pytrace=False)
+        pytest.skip("SKIPPED LOUDLY: " + msg)
+    server = RedisServer(free_port(), workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -73,59 +73,58 @@ def count(url: str, table: Any) -> int:
 
 def test_firing_site_down_opens_one_incident_and_its_resolve_closes_it(api: Any, db_url: str) -> None:
     client, tokens = api
-    first = hook(client, tokens["ingest"], am_payload("firing"))
+    first = hook(client, tokens["hook"], am_payload("firing"))
     assert first.status_code == 200
     assert first.json()["outcomes"][0]["action"] == "opened"
     # Alertmanager re-sends a firing group every repeat_interval: nothing new
-    again = hook(client, tokens["ingest"], am_payload("firing"))
+    again = hook(client, tokens["hook"], am_payload("firing"))
     assert again.json()["outcomes"][0]["action"] == "repeat"
     assert incidents(db_url) == [("icheon", "alert", "open")]
-    done = hook(client, tokens["ingest"], am_payload("resolved"))
+    done = hook(client, tokens["hook"], am_payload("resolved"))
     assert done.json()["outcomes"][0]["action"] == "resolved_incident"
     assert incidents(db_url) == [("icheon", "alert", "resolved")]
 
 
 def test_resolve_leaves_a_failed_over_site_open_until_failback(api: Any, db_url: str) -> None:
     client, tokens = api
-    hook(client, tokens["ingest"], am_payload("firing"))
+    hook(client, tokens["hook"], am_payload("firing"))
     engine = engine_for(db_url)
     with engine.begin() as c:
         c.execute(update(SiteRow).where(SiteRow.code == "icheon").values(accepting=False))
     engine.dispose()
-    done = hook(client, tokens["ingest"], am_payload("resolved"))
+    done = hook(client, tokens["hook"], am_payload("resolved"))
     assert done.json()["outcomes"][0]["action"] == "resolved_event"
     assert incidents(db_url) == [("icheon", "alert", "open")]
 
 
 def test_an_incident_stays_open_while_another_of_its_alerts_fires(api: Any, db_url: str) -> None:
     client, tokens = api
-    hook(client, tokens["ingest"], am_payload("firing"))
-    hook(client, tokens["ingest"], am_payload("firing", "BreakerOpen", "b0000000000000001", breaker="icheon"))
-    hook(client, tokens["ingest"], am_payload("resolved"))
+    hook(client, tokens["hook"], am_payload("firing"))
+    hook(client, tokens["hook"], am_payload("firing", "BreakerOpen", "b0000000000000001", breaker="icheon"))
+    hook(client, tokens["hook"], am_payload("resolved"))
     assert incidents(db_url) == [("icheon", "alert", "open")]
-    hook(
-        client, tokens["ingest"], am_payload("resolved", "BreakerOpen", "b0000000000000001", breaker="icheon")
-    )
+    hook(client, tokens["hook"], am_payload("resolved", "BreakerOpen", "b0000000000000001", breaker="icheon"))
     assert incidents(db_url) == [("icheon", "alert", "resolved")]
 
 
 def test_alerts_without_a_subject_are_acknowledged_and_change_nothing(api: Any, db_url: str) -> None:
     client, tokens = api
     before = count(db_url, AuditEventRow)
-    resp = hook(
-        client, tokens["ingest"], am_payload("firing", "SomeoneElsesAlert", "c000000000000001", x="y")
-    )
+    resp = hook(client, tokens["hook"], am_payload("firing", "SomeoneElsesAlert", "c000000000000001", x="y"))
     assert resp.status_code == 200 and resp.json()["outcomes"][0]["action"] == "ignored"
     assert incidents(db_url) == [] and count(db_url, AuditEventRow) == before
 
 
-def test_the_hook_needs_an_ingest_token_and_a_valid_payload(api: Any, db_url: str) -> None:
+def test_the_hook_needs_its_own_token_and_a_valid_payload(api: Any, db_url: str) -> None:
     client, tokens = api
     assert client.post("/v1/hooks/alertmanager", json=am_payload("firing")).status_code == 401
-    assert hook(client, tokens["viewer"], am_payload("firing")).status_code == 403
+    # a sales channel's ingest token cannot open or resolve incidents, nor can an operator's
+    for role in ("viewer", "ingest", "operator"):
+        assert hook(client, tokens[role], am_payload("firing")).status_code == 403, role
+    assert incidents(db_url) == []
     broken = am_payload("firing")
     broken["alerts"][0]["status"] = "exploded"
-    resp = hook(client, tokens["ingest"], broken)
+    resp = hook(client, tokens["hook"], broken)
     assert resp.status_code == 422 and resp.json()["errors"][0]["path"] == "alerts[0].status"
     assert incidents(db_url) == []
 
@@ -192,6 +191,6 @@ def test_an_alert_time_without_a_timezone_is_refused(api: Any, db_url: str) -> N
     client, tokens = api
     body = am_payload("firing")
     body["alerts"][0]["startsAt"] = "2026-12-01T07:37:21"
-    resp = hook(client, tokens["ingest"], body)
+    resp = hook(client, tokens["hook"], body)
     assert resp.status_code == 422 and resp.json()["errors"][0]["path"] == "alerts[0].startsAt"
     assert incidents(db_url) == []

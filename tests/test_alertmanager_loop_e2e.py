@@ -35,7 +35,7 @@ def test_a_down_dc_ends_as_an_open_incident_and_its_recovery_resolves_it(pg_url:
         viewer = cp.client(tokens["viewer"])
         hook = f"{cp.base_url}/v1/hooks/alertmanager"
         with (
-            alertmanager(hook, tokens["ingest"], tmp_path) as am,
+            alertmanager(hook, tokens["hook"], tmp_path) as am,
             prometheus([cp.base_url], rules, am.url, tmp_path) as prom,
         ):
             prom.wait_for(

@@ -9,8 +9,8 @@ import pybreaker
 import pytest
 import redis
 
-from control_plane.context import redis_breaker_store
 from control_plane.domain import BreakerState
+from control_plane.store.breaker_store import redis_breaker_store
 from failover.breakers import BreakerOpen, BreakerPolicy, GatedBreaker, Holds, MemoryHolds
 from failover.dispatch import DcUnavailable, FailureKind
 
@@ -51,7 +51,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[tuple[StorageFactory, Hold
             pytest.fail("CI=true: " + msg, pytrace=False)
         pytest.skip("SKIPPED LOUDLY: " + msg)
     prefix = uuid.uuid4().hex[:8] + "-"
-    factory, holds = redis_breaker_store(REDIS_URL)
+    factory, holds, _ = redis_breaker_store(REDIS_URL, 1.0, lambda up: None)
     yield (lambda name: factory(prefix + name)), PrefixedHolds(prefix, holds)
 
 

@@ -41,6 +41,7 @@ def test_world_load_stores_the_sample_world(sqlite_url: str) -> None:
     assert json.loads(done.stdout) == {
         "world": "kr-retail",
         "regions": 6,
+        "channels": 4,
         "sites": 5,
         "integrations": 9,
         "skus": 60,

@@ -65,6 +65,17 @@ BAD_FIELDS = [
     (("customer",), DELETE, "customer"),
     (("channel",), "Web Shop!", "channel"),
     (("lines", 0, "unit_price"), "free", "lines[0].unit_price"),
+    # each channel is a metric label: only the world's channels are taken
+    (("channel",), "web-shop-of-the-day", "channel"),
+    (("placed_at",), "9999-12-31T23:59:59Z", "placed_at"),
+    (("placed_at",), "9999-12-31T23:00:00-14:00", "placed_at"),  # past the last instant in UTC
+    (("placed_at",), "2001-01-01T00:00:00Z", "placed_at"),
+    (("promised_by",), "2001-01-01T00:00:00Z", "promised_by"),  # before placed_at (now)
+    (("promised_by",), "9999-12-31T00:00:00Z", "promised_by"),
+    # PostgreSQL cannot store NUL: this was a 500 there
+    (("external_id",), "ord\x00-1", "external_id"),
+    (("customer", "name"), "Kim\x07", "customer.name"),
+    (("lines", 0, "sku"), "SKU\x1b[31m", "lines[0].sku"),
 ]
 
 
@@ -106,15 +117,42 @@ def test_broken_json_is_a_400_problem(
     assert row_counts(db_url) == before
 
 
+def oversized(factory: OrderFactory) -> dict[str, Any]:
+    body = factory.order()
+    body["customer"]["name"] = "x" * (1024 * 1024 + 10)
+    return body
+
+
 def test_body_over_one_mebibyte_is_refused_with_413(
     api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
 ) -> None:
     client, tokens, factory = api
     before = row_counts(db_url)
-    body = factory.order()
-    body["customer"]["name"] = "x" * (1024 * 1024 + 10)
-    resp = client.post("/v1/orders", json=body, headers={"Authorization": f"Bearer {tokens['ingest']}"})
+    resp = client.post(
+        "/v1/orders", json=oversized(factory), headers={"Authorization": f"Bearer {tokens['ingest']}"}
+    )
     assert resp.status_code == 413
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert row_counts(db_url) == before
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413_like_a_declared_one(
+    api: tuple[TestClient, dict[str, str], OrderFactory], db_url: str
+) -> None:
+    client, tokens, factory = api
+    before = row_counts(db_url)
+    raw = json.dumps(oversized(factory)).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit can only be counted
+        for i in range(0, len(raw), 64 * 1024):
+            yield raw[i : i + 64 * 1024]
+
+    resp = client.post(
+        "/v1/orders",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {tokens['ingest']}", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 413, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert row_counts(db_url) == before
 

@@ -138,7 +138,7 @@ def alertmanager_payload(**extra: Any) -> dict[str, Any]:
 
 def test_the_alertmanager_hook_takes_every_documented_field(api: Any) -> None:
     client, tokens = api
-    resp = post(client, tokens["ingest"], "/v1/hooks/alertmanager", alertmanager_payload())
+    resp = post(client, tokens["hook"], "/v1/hooks/alertmanager", alertmanager_payload())
     assert resp.status_code == 200, resp.text
     assert resp.json()["outcomes"][0]["action"] == "opened"
 
@@ -148,6 +148,6 @@ def test_the_alertmanager_hook_tolerates_fields_a_newer_alertmanager_adds(api: A
     client, tokens = api
     body = alertmanager_payload(newField={"x": 1})
     body["alerts"][0]["silencedBy"] = []
-    resp = post(client, tokens["ingest"], "/v1/hooks/alertmanager", body)
+    resp = post(client, tokens["hook"], "/v1/hooks/alertmanager", body)
     assert resp.status_code == 200, resp.text
     assert resp.json()["received"] == 1

@@ -14,8 +14,10 @@ from control_plane.alerting.engine import fingerprint
 from control_plane.alerting.incidents import AlertEvent, receive_webhook
 from control_plane.alerting.silence_rules import Matcher
 from control_plane.alerting.silences import create_silence, expire_silence, silence_json
-from control_plane.auth.deps import Ctx, Ingest, Operator, SessionDep, Viewer
+from control_plane.auth.deps import Ctx, Hook, Operator, SessionDep, Viewer
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
+from control_plane.web.inputs import StrictIn
+from control_plane.web.params import Uuid
 
 router = APIRouter(tags=["alerting"])
 
@@ -87,7 +89,7 @@ def list_deliveries(
     ]
 
 
-class MatcherIn(BaseModel):
+class MatcherIn(StrictIn):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field(min_length=1, max_length=100)
     value: str = Field(max_length=1000)
@@ -95,7 +97,7 @@ class MatcherIn(BaseModel):
     is_equal: bool = Field(default=True, alias="isEqual")
 
 
-class SilenceIn(BaseModel):
+class SilenceIn(StrictIn):
     """Alertmanager's silence shape (matchers, startsAt, endsAt, comment), or a duration from now."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -146,7 +148,7 @@ def list_silences(ctx: Ctx, session: SessionDep, _: Viewer, expired: bool = Fals
 
 
 @router.delete("/v1/silences/{silence_id}")
-def delete_silence(silence_id: str, ctx: Ctx, who: Operator) -> dict[str, Any]:
+def delete_silence(silence_id: Uuid, ctx: Ctx, who: Operator) -> dict[str, Any]:
     """Expire a silence now."""
     with ctx.sessions.begin() as s:
         return expire_silence(s, who.name, silence_id, ctx.clock())
@@ -157,7 +159,7 @@ def delete_silence(silence_id: str, ctx: Ctx, who: Operator) -> dict[str, Any]:
 # was, within version 4) would turn every notification into a 422 — which Alertmanager does not
 # retry, so alerts would be lost after an upgrade. Every documented field is modelled; others are
 # ignored, not refused.
-class AmAlertIn(BaseModel):
+class AmAlertIn(StrictIn):
     """One alert of Alertmanager's webhook payload."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -177,7 +179,7 @@ class AmAlertIn(BaseModel):
         return value
 
 
-class AmWebhookIn(BaseModel):
+class AmWebhookIn(StrictIn):
     """Alertmanager's webhook payload (version 4)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -194,7 +196,7 @@ class AmWebhookIn(BaseModel):
 
 
 @router.post("/v1/hooks/alertmanager")
-def alertmanager_hook(body: AmWebhookIn, ctx: Ctx, who: Ingest) -> dict[str, Any]:
+def alertmanager_hook(body: AmWebhookIn, ctx: Ctx, who: Hook) -> dict[str, Any]:
     """Turn each alert of an Alertmanager notification into a control-plane event (incidents)."""
     now = ctx.clock()
     events = [

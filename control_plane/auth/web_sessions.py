@@ -14,10 +14,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from control_plane.auth.repository import audit, find_token, hash_token
+from control_plane.auth.repository import HOOK, audit, find_token, hash_token
 from control_plane.store.tables import ApiTokenRow, WebSessionRow
 
 COOKIE = "drctl_session"
@@ -40,12 +40,15 @@ def csrf_ok(cookie: str, sent: str | None) -> bool:
 
 
 def open_session(session: Session, token: str, now: datetime, ttl: timedelta) -> tuple[str, WebLogin] | None:
-    """A new session for a valid token: (the cookie, who); None for an unknown or revoked token."""
-    row = find_token(session, token)
-    if row is None:
+    """A new session for a valid token: (the cookie, who); None for an unknown, revoked or expired token.
+
+    Alertmanager's hook token opens no session: it may post alerts and nothing else.
+    """
+    row = find_token(session, token, now)
+    if row is None or row.role == HOOK:
         return None
     cookie = COOKIE_PREFIX + secrets.token_urlsafe(32)
-    expires = now + ttl
+    expires = now + ttl if row.expires_at is None else min(now + ttl, row.expires_at)
     session.add(
         WebSessionRow(session_hash=hash_token(cookie), token_id=row.id, created_at=now, expires_at=expires)
     )
@@ -71,6 +74,7 @@ def find_session(session: Session, cookie: str, now: datetime) -> WebLogin | Non
             WebSessionRow.ended_at.is_(None),
             WebSessionRow.expires_at > now,
             ApiTokenRow.revoked_at.is_(None),
+            or_(ApiTokenRow.expires_at.is_(None), ApiTokenRow.expires_at > now),
         )
     ).first()
     return WebLogin(found[0], found[1], found[2]) if found else None

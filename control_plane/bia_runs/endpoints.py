@@ -14,11 +14,13 @@ from control_plane.auth.repository import audit
 from control_plane.bia_runs.service import get_run, latest_run, params_with
 from control_plane.store.tables import BiaRunRow
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, remember, replay
+from control_plane.web.inputs import StrictIn
+from control_plane.web.params import RowId
 
 router = APIRouter(prefix="/v1/bia", tags=["bia"])
 
 
-class BiaRunIn(BaseModel):
+class BiaRunIn(StrictIn):
     model_config = ConfigDict(extra="forbid")  # `params` names are checked by params_with
     days: int = Field(default=28, ge=1, le=3660, description="analyse orders placed in the last N days")
     params: dict[str, Any] = Field(
@@ -88,7 +90,7 @@ def start_run(
 
 
 @router.get("/runs/{run_id}")
-def read_run(run_id: int, session: SessionDep, _: Viewer) -> BiaRunOut:
+def read_run(run_id: RowId, session: SessionDep, _: Viewer) -> BiaRunOut:
     return _out(get_run(session, run_id), with_result=True)
 
 

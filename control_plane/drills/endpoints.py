@@ -18,6 +18,7 @@ from control_plane.drills.schemas import (
 )
 from control_plane.drills.service import DrillService
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
+from control_plane.web.params import RowId
 from control_plane.web.strict_query import known_query
 
 router = APIRouter(prefix="/v1/drills", tags=["drills"])
@@ -45,13 +46,13 @@ def abort_drills(
 
 
 @router.post("/{run_id}/heartbeat", responses=REFUSED)
-def heartbeat(run_id: int, request: Request, _: Operator) -> HeartbeatOut:
+def heartbeat(run_id: RowId, request: Request, _: Operator) -> HeartbeatOut:
     return _service(request).heartbeat(run_id)
 
 
 @router.post("/{run_id}/result", responses=REFUSED, response_model=DrillOut)
 def finish_drill(
-    run_id: int,
+    run_id: RowId,
     body: DrillResultIn,
     request: Request,
     who: Operator,
@@ -74,5 +75,5 @@ def list_drills(
 
 
 @router.get("/{run_id}")
-def get_drill(run_id: int, request: Request, _: Viewer) -> DrillOut:
+def get_drill(run_id: RowId, request: Request, _: Viewer) -> DrillOut:
     return _service(request).get(run_id)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from control_plane.web.inputs import StrictIn
+
 Seconds = Annotated[float, Field(ge=0, le=10_000_000)]
 Count = Annotated[int, Field(ge=0, le=100_000_000)]
 Reason = Annotated[str, Field(min_length=3, max_length=2000)]
@@ -18,7 +20,7 @@ def _printable(value: str | None) -> str | None:
     return value
 
 
-class DrillStartIn(BaseModel):
+class DrillStartIn(StrictIn):
     """A drill starting against this control plane (the CLI sends it before any load or fault)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,7 +32,7 @@ class DrillStartIn(BaseModel):
     _check_text = field_validator("experiment", "reason")(_printable)
 
 
-class DrillResultIn(BaseModel):
+class DrillResultIn(StrictIn):
     """The drill's outcome and its journal, sent once when it ends."""
 
     model_config = ConfigDict(extra="forbid")
@@ -46,7 +48,7 @@ class DrillResultIn(BaseModel):
     journal: dict[str, Any] | None = None
 
 
-class AbortIn(BaseModel):
+class AbortIn(StrictIn):
     model_config = ConfigDict(extra="forbid")
     reason: Reason
 

@@ -13,6 +13,7 @@ from control_plane.auth.deps import SessionDep, Viewer
 from control_plane.domain import Health, NotFound
 from control_plane.monitoring import repository as health_repo
 from control_plane.store.tables import HealthCheckRow
+from control_plane.web.params import Code
 from control_plane.world import repository as world_repo
 from failover.impairment import Impairment, channel_impairments, site_impairments
 
@@ -116,7 +117,7 @@ def list_integrations(session: SessionDep, _: Viewer) -> list[IntegrationOut]:
 
 
 @router.get("/v1/integrations/{code}")
-def get_integration(code: str, session: SessionDep, _: Viewer) -> IntegrationOut:
+def get_integration(code: Code, session: SessionDep, _: Viewer) -> IntegrationOut:
     for i in _integrations(session):
         if i.code == code:
             return i
@@ -131,7 +132,7 @@ def list_health_checks(session: SessionDep, _: Viewer) -> list[HealthCheckOut]:
 
 @router.get("/v1/health-checks/{target}")
 def get_health_check(
-    target: str,
+    target: Code,
     session: SessionDep,
     _: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -12,6 +12,7 @@ from control_plane.notices import repository as repo
 from control_plane.notices import service
 from control_plane.notices.schemas import EmailOut, NoticeOut, PreviewOut, SmsOut
 from control_plane.store.tables import NoticeLetterRow, NoticeRow
+from control_plane.web.params import RowId
 from control_plane.web.strict_query import known_query
 
 router = APIRouter(prefix="/v1/notices", tags=["notices"])
@@ -70,7 +71,7 @@ def preview(
 
 
 @router.get("/{notice_id}")
-def get_notice(notice_id: int, session: SessionDep, _: Viewer) -> NoticeOut:
+def get_notice(notice_id: RowId, session: SessionDep, _: Viewer) -> NoticeOut:
     found = repo.get_notice(session, notice_id)
     if found is None:
         raise NotFound(f"no notice {notice_id}")

@@ -12,11 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from control_plane.auth.deps import Admin, Operator, SessionDep, Viewer
 from control_plane.operations import repository as incident_repo
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
+from control_plane.web.inputs import StrictIn
+from control_plane.web.params import Code, RowId
 
 router = APIRouter(tags=["operations"])
 
 
-class FailoverIn(BaseModel):
+class FailoverIn(StrictIn):
     # a typo must not fall back to a default: `dryrun` would otherwise be a real failover
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=2000)
@@ -25,7 +27,7 @@ class FailoverIn(BaseModel):
     force: bool = Field(default=False, description="override refusing safety rules (audited)")
 
 
-class FailbackIn(BaseModel):
+class FailbackIn(StrictIn):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=2000)
     dry_run: bool = False
@@ -37,7 +39,7 @@ class FailbackIn(BaseModel):
 
 @router.post("/v1/sites/{code}/failover", responses={409: {"description": "refused by a safety rule"}})
 def failover(
-    code: str,
+    code: Code,
     body: FailoverIn,
     request: Request,
     who: Operator,
@@ -57,7 +59,7 @@ def failover(
 
 @router.post("/v1/sites/{code}/failback", responses={409: {"description": "refused by a safety rule"}})
 def failback(
-    code: str,
+    code: Code,
     body: FailbackIn,
     request: Request,
     who: Operator,
@@ -127,7 +129,7 @@ def list_incidents(
 
 
 @router.get("/v1/incidents/{incident_id}")
-def get_incident(incident_id: int, session: SessionDep, _: Viewer) -> IncidentOut:
+def get_incident(incident_id: RowId, session: SessionDep, _: Viewer) -> IncidentOut:
     row, events = incident_repo.get_incident(session, incident_id)
     return _incident(row, events)
 

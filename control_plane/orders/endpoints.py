@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.auth.deps import Ctx, Ingest, SessionDep, Viewer
@@ -16,6 +16,7 @@ from control_plane.orders.schemas import AttemptOut, LineOut, OrderIn, OrderOut,
 from control_plane.orders.service import Trace
 from control_plane.orders.validate import check_against_world
 from control_plane.web.idempotency import RequestHash, remember, replay
+from control_plane.web.params import OrderId
 
 if TYPE_CHECKING:
     from control_plane.context import AppContext  # the type only: the context is built above every area
@@ -103,6 +104,9 @@ async def post_order(
     digest: RequestHash,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
+    if not who.may_post_for(body.channel):
+        bound = ", ".join(sorted(who.channels or ()))
+        raise HTTPException(403, f"this token may post orders of {bound} only, not {body.channel!r}")
     # async, so that the whole order costs one hop to a worker thread (a sync handler would add
     # one per dependency); the pipeline blocks on the database and the DC, so it runs there
     if idempotency_key:
@@ -125,8 +129,8 @@ def _take_order_once(
 
 
 def _take_order(ctx: AppContext, body: OrderIn, digest: str) -> Response:
-    req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours)
-    check_against_world(req, ctx.sites.catalog(), ctx.sites.regions())
+    req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours, ctx.order_times)
+    check_against_world(req, ctx.sites.catalog(), ctx.sites.regions(), ctx.sites.channels())
     result = ctx.pipeline.submit(req, digest)
     if result.trace is not None:
         out = _from_trace(result.order_id, req, result.trace)
@@ -144,7 +148,7 @@ def _take_order(ctx: AppContext, body: OrderIn, digest: str) -> Response:
 
 
 @router.get("/{order_id}")
-def get_order(order_id: str, session: SessionDep, _: Viewer) -> OrderOut:
+def get_order(order_id: OrderId, session: SessionDep, _: Viewer) -> OrderOut:
     return order_out(session, order_id)
 
 

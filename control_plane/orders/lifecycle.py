@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.auth import repository as audit_log
-from control_plane.domain import Actor, Conflict, FieldError, InvalidInput, NotFound, OrderStatus
+from control_plane.domain import (
+    Actor,
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OrderStatus,
+)
 from control_plane.orders import repository as repo
 from control_plane.orders.slips import NoSlips, Slip, SlipReason, SlipSink
 from control_plane.store.db import retry_on_deadlock
@@ -222,6 +230,8 @@ class OrderLifecycle:
             row = repo.lock_order(s, order_id)
             if row is None:
                 raise NotFound(f"no order {order_id!r}")
+            if actor.channels is not None and row.channel not in actor.channels:
+                raise Forbidden(f"this token may cancel orders of {', '.join(sorted(actor.channels))} only")
             if row.status == OrderStatus.CANCELLED.value:
                 return None
             if row.status == OrderStatus.SHIPPED.value:

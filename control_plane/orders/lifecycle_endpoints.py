@@ -9,9 +9,9 @@ body (400 malformed JSON, 422 a bad or unknown field), order (404).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,8 @@ from control_plane.orders.lifecycle import DcEvent, DcEventKind, build_lifecycle
 from control_plane.orders.schemas import OrderOut
 from control_plane.orders.signatures import SIGNATURE_HEADER, signature_matches, site_event_secret
 from control_plane.web.idempotency import IdempotencyKey, run_once
+from control_plane.web.inputs import StrictIn
+from control_plane.web.params import Code, OrderId
 from control_plane.web.problems import problem
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ log = logging.getLogger("drctl.dc_events")
 router = APIRouter(tags=["orders"])
 
 
-class DcEventIn(BaseModel):
+class DcEventIn(StrictIn):
     """What a DC posts: the order, what happened to it, and when by the DC's own clock."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -50,14 +52,10 @@ class DcEventOut(BaseModel):
     status: str = Field(description="the order's status afterwards")
 
 
-class CancelIn(BaseModel):
+class CancelIn(StrictIn):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=2000)
-
-
-SiteCode = Annotated[str, Path(min_length=1, max_length=64)]
-OrderId = Annotated[str, Path(min_length=1, max_length=36)]
 
 
 @router.post(
@@ -86,7 +84,7 @@ OrderId = Annotated[str, Path(min_length=1, max_length=36)]
         503: {"description": "webhooks are not configured (no DRCTL_DC_EVENT_SECRET)"},
     },
 )
-async def post_dc_event(code: SiteCode, request: Request, ctx: Ctx) -> Response:
+async def post_dc_event(code: Code, request: Request, ctx: Ctx) -> Response:
     # the signature covers the exact bytes, so the body is read raw and parsed only once it verifies
     raw = await request.body()
     signature = request.headers.get(SIGNATURE_HEADER)
@@ -146,7 +144,7 @@ def _parse_event(raw: bytes) -> DcEventIn | Response:
 def cancel_order(
     order_id: OrderId, body: CancelIn, request: Request, ctx: Ctx, who: Ingest, key: IdempotencyKey = None
 ) -> Response:
-    # any ingest token (or higher) may cancel any order: tokens carry no channel to check it against
+    # an ingest token bound to channels cancels only their orders (the Actor carries them)
     return run_once(request, who, key, 200, lambda actor: _cancel(ctx, order_id, body.reason, actor))
 
 

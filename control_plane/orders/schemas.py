@@ -8,10 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-from control_plane.domain import Customer, OrderLine, OrderRequest, ShipTo
+from control_plane.domain import Customer, FieldError, InvalidInput, OrderLine, OrderRequest, ShipTo
+from control_plane.orders.validate import TimeLimits, check_placed, check_promised
+from control_plane.web.inputs import StrictIn
 
 
-class _In(BaseModel):
+class _In(StrictIn):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -46,11 +48,20 @@ class OrderIn(_In):
     placed_at: datetime | None = None
     promised_by: datetime | None = Field(default=None, description="defaults to placed_at + 48 h")
 
-    def to_request(self, now: datetime, default_promise_hours: float) -> OrderRequest:
-        placed = _utc(self.placed_at) if self.placed_at else now
+    def to_request(
+        self, now: datetime, default_promise_hours: float, limits: TimeLimits | None = None
+    ) -> OrderRequest:
+        """The domain request; InvalidInput when a time lies outside `limits` (None: built in process)."""
+        placed = _utc(self.placed_at, "placed_at") if self.placed_at else now
+        if limits is not None:
+            check_placed(placed, now, limits)
         promised = (
-            _utc(self.promised_by) if self.promised_by else placed + timedelta(hours=default_promise_hours)
+            _utc(self.promised_by, "promised_by")
+            if self.promised_by
+            else placed + timedelta(hours=default_promise_hours)
         )
+        if limits is not None:
+            check_promised(promised, placed, limits)
         return OrderRequest(
             channel=self.channel,
             external_id=self.external_id,
@@ -67,9 +78,12 @@ class OrderIn(_In):
         )
 
 
-def _utc(dt: datetime) -> datetime:
+def _utc(dt: datetime, path: str) -> datetime:
     """Timestamps without an offset are taken as UTC."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-14:00 is past the last representable instant in UTC
+        raise InvalidInput(f"{path}: out of range", [FieldError(path, "out of range")]) from None
 
 
 class AttemptOut(BaseModel):

@@ -89,6 +89,14 @@ class IntegrationRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class ChannelRow(Base):
+    """A sales channel of the world: intake refuses orders from any other."""
+
+    __tablename__ = "channels"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
 class SkuRow(Base):
     __tablename__ = "skus"
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -202,6 +210,10 @@ class ApiTokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the token is shown once
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # an ingest token bound to these sales channels may post only for them; null: any channel
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class WebSessionRow(Base):

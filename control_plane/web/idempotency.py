@@ -134,7 +134,7 @@ def run_once(
         first = replay(ctx, who.name, key, request, request_hash)
         if first is not None:
             return first
-    body = action(Actor(who.name, key))
+    body = action(Actor(who.name, key, None if who.at_least("operator") else who.channels))
     if key:
         remember(ctx, who.name, key, request, status, body, request_hash)
     return JSONResponse(body, status_code=status)

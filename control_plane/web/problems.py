@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
-from control_plane.domain import Conflict, DomainError, InvalidInput, NotFound
+from control_plane.domain import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 
 log = logging.getLogger("drctl.api")
 PROBLEM = "application/problem+json"
@@ -19,6 +21,14 @@ PROBLEM = "application/problem+json"
 def problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+async def send_problem(send: Send, status: int, title: str, detail: str) -> None:
+    """A problem+json answer from ASGI middleware, which runs outside the app's exception handlers."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:
@@ -53,6 +63,10 @@ def install(app: FastAPI) -> None:
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return problem(404, exc.title, str(exc))
 
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return problem(403, exc.title, str(exc))
+
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
         return problem(
@@ -71,6 +85,7 @@ def install(app: FastAPI) -> None:
             404: "Not found",
             405: "Method not allowed",
             413: "Too large",
+            429: "Too many requests",
         }
         resp = problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
         for k, v in (exc.headers or {}).items():

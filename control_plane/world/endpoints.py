@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
 from control_plane.domain import NotFound, Recovery, SiteState
+from control_plane.web.params import Code
 from control_plane.world import repository as world_repo
 from control_plane.world.breaker_actions import BreakerAction, breaker_json, find_breaker, override
 from control_plane.world.schemas import BreakerActionIn, BreakerOut, RecoveryOut, SiteOut
@@ -53,7 +54,7 @@ def list_sites(ctx: Ctx, session: SessionDep, _: Viewer) -> list[SiteOut]:
 
 
 @router.get("/v1/sites/{code}")
-def get_site(code: str, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
+def get_site(code: Code, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
     for st in ctx.sites.snapshot():
         if st.site.code == code:
             measured = world_repo.last_recoveries(session).get(code)
@@ -70,7 +71,7 @@ def list_breakers(ctx: Ctx, _: Viewer) -> list[BreakerOut]:
 
 @router.post("/v1/breakers/{name}/{action}")
 def breaker_action(
-    name: str, action: BreakerAction, body: BreakerActionIn, ctx: Ctx, who: Operator
+    name: Code, action: BreakerAction, body: BreakerActionIn, ctx: Ctx, who: Operator
 ) -> BreakerOut:
     """`open` holds the breaker open until `close` (closed now) or `reset` (one trial call decides)."""
     breaker = find_breaker(ctx, name)

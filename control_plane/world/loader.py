@@ -20,6 +20,7 @@ from control_plane.domain import (
     IntegrationKind,
     InvalidInput,
     Region,
+    SalesChannel,
     Site,
     Sku,
     World,
@@ -79,6 +80,11 @@ class SkuIn(_Model):
     unit_price: Decimal = Field(ge=0)
 
 
+class ChannelIn(_Model):
+    code: Slug
+    name: str = Field(min_length=1, max_length=200)
+
+
 class SimulatorIn(_Model):
     admin_port: int = Field(default=18100, ge=1, le=65535)
 
@@ -88,6 +94,7 @@ class WorldIn(_Model):
     currency: str = "KRW"
     simulator: SimulatorIn = SimulatorIn()
     regions: list[RegionIn] = Field(min_length=1)
+    channels: list[ChannelIn] = Field(min_length=1, max_length=200)
     sites: list[SiteIn] = Field(min_length=1)
     integrations: list[IntegrationIn] = []
     catalog: list[SkuIn] = Field(min_length=1)
@@ -107,6 +114,7 @@ def _cross_check(w: WorldIn) -> list[FieldError]:
     regions = {r.code for r in w.regions}
     sites = [s.code for s in w.sites]
     integrations = {i.code for i in w.integrations}
+    channels = {c.code for c in w.channels}
     skus = {s.sku for s in w.catalog}
 
     def dupes(section: str, codes: list[str]) -> None:
@@ -119,6 +127,7 @@ def _cross_check(w: WorldIn) -> list[FieldError]:
     dupes("regions", [r.code for r in w.regions])
     dupes("sites", sites)
     dupes("integrations", [i.code for i in w.integrations])
+    dupes("channels", [c.code for c in w.channels])
     for i, sku in enumerate(w.catalog):
         if [s.sku for s in w.catalog[:i]].count(sku.sku):
             errors.append(FieldError(f"catalog[{i}].sku", f"duplicate SKU {sku.sku!r}"))
@@ -134,6 +143,10 @@ def _cross_check(w: WorldIn) -> list[FieldError]:
             if d not in integrations:
                 errors.append(FieldError(f"sites[{i}].depends_on[{j}]", f"unknown integration {d!r}"))
     for i, integ in enumerate(w.integrations):
+        for j, subject in enumerate(() if integ.scope == "all" else integ.scope):
+            if subject not in channels and subject not in sites:
+                problem = f"{subject!r} is neither a site nor a channel"
+                errors.append(FieldError(f"integrations[{i}].scope[{j}]", problem))
         if integ.fallback is not None and integ.fallback not in integrations:
             errors.append(
                 FieldError(f"integrations[{i}].fallback", f"unknown integration {integ.fallback!r}")
@@ -218,4 +231,5 @@ def _to_domain(w: WorldIn) -> World:
         ),
         catalog=tuple(Sku(s.sku, s.name, s.unit_price) for s in w.catalog),
         stock={(site, sku): qty for site, per in w.stock.items() for sku, qty in per.items()},
+        channels=tuple(SalesChannel(c.code, c.name) for c in w.channels),
     )

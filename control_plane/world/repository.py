@@ -15,11 +15,13 @@ from control_plane.domain import (
     OrderStatus,
     Recovery,
     Region,
+    SalesChannel,
     Site,
     Sku,
     World,
 )
 from control_plane.store.tables import (
+    ChannelRow,
     IntegrationRow,
     OrderRow,
     RecoveryRow,
@@ -73,6 +75,10 @@ def save_world(session: Session, world: World, now: datetime) -> dict[str, int]:
             session.add(irow)
         irow.name, irow.kind, irow.health_url = i.name, i.kind.value, i.health_url
         irow.scope, irow.fallback, irow.updated_at = list(i.scope), i.fallback, now
+    # the file is the whole list: a channel it no longer names takes no more orders
+    session.execute(delete(ChannelRow).where(ChannelRow.code.not_in([c.code for c in world.channels])))
+    for c in world.channels:
+        session.merge(ChannelRow(code=c.code, name=c.name))
     for sku in world.catalog:
         session.merge(SkuRow(sku=sku.sku, name=sku.name, unit_price=sku.unit_price))
     session.flush()
@@ -89,6 +95,7 @@ def save_world(session: Session, world: World, now: datetime) -> dict[str, int]:
             session.execute(delete(StockRow).where(StockRow.site == row.site, StockRow.sku == row.sku))
     return {
         "regions": len(world.regions),
+        "channels": len(world.channels),
         "sites": len(world.sites),
         "integrations": len(world.integrations),
         "skus": len(world.catalog),
@@ -137,6 +144,11 @@ def catalog(session: Session) -> dict[str, Sku]:
     return {s.sku: Sku(s.sku, s.name, s.unit_price) for s in session.scalars(select(SkuRow))}
 
 
+def list_channels(session: Session) -> list[SalesChannel]:
+    rows = session.scalars(select(ChannelRow).order_by(ChannelRow.code))
+    return [SalesChannel(c.code, c.name) for c in rows]
+
+
 def load_world(session: Session, name: str = "stored") -> World:
     """The world as stored: what a BIA run over the store analyses."""
     stock = {(r.site, r.sku): r.on_hand for r in session.scalars(select(StockRow))}
@@ -147,6 +159,7 @@ def load_world(session: Session, name: str = "stored") -> World:
         integrations=tuple(list_integrations(session)),
         catalog=tuple(sorted(catalog(session).values(), key=lambda s: s.sku)),
         stock=stock,
+        channels=tuple(list_channels(session)),
     )
 
 

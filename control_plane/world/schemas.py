@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.web.inputs import StrictIn
+
 
 class RecoveryOut(BaseModel):
     """The site's last measured recovery: a drill's, or an outage incident's (start to resolved)."""
@@ -49,6 +51,6 @@ class BreakerOut(BaseModel):
     in_flight: int | None = None
 
 
-class BreakerActionIn(BaseModel):
+class BreakerActionIn(StrictIn):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=500, description="why: kept in the audit log")
