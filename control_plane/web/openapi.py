@@ -58,6 +58,7 @@ def problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
                     responses[code] = _problem(response.get("description", "a problem"))
             responses.setdefault("422", _problem("invalid input, naming each field"))
             responses["4XX"] = _problem("bad input, authentication, a refusal or a limit (problem+json)")
+            responses.setdefault("503", _problem("the database connection was lost: retry after Retry-After"))
     return doc
 
 

@@ -6,9 +6,11 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
@@ -91,6 +93,29 @@ def install(app: FastAPI) -> None:
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v
         return resp
+
+    # A connection the database dropped (restart, failover, pg_terminate_backend) fails the request
+    # it was serving; its transaction rolled back, so a retry is safe (orders are idempotent on
+    # channel + external_id) and the pool hands the retry a fresh connection. The intake fast path
+    # speaks psycopg directly, so its errors arrive unwrapped.
+    def _connection_lost(exc: Exception) -> JSONResponse:
+        log.warning("database connection lost: %s", type(getattr(exc, "orig", None) or exc).__name__)
+        detail = "the database connection was lost mid-request: retry (orders are idempotent on their key)"
+        resp = problem(503, "Database unavailable", detail)
+        resp.headers["Retry-After"] = "1"
+        return resp
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated:
+            return _connection_lost(exc)
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "the server failed; the error is logged")
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def _psycopg(_: Request, exc: psycopg.Error) -> JSONResponse:
+        return _connection_lost(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
