@@ -9,7 +9,11 @@ In one run, on a fresh PostgreSQL database:
    (bench/ceiling.py) under the same server settings -> requests/s;
 ratio = peak orders/s / ceiling requests/s. Targets (issue 3): ratio >= 0.5, p99 <= 50 ms at half rate.
 
+4. scaling: for 1, 2 and 4 worker processes (`--processes`), wrk against drctl and against the
+   ceiling with as many processes, side by side -> orders/s, requests/s and their ratio per count.
+
 Run: .venv/bin/python -m bench.intake [--seconds 15] [--workers 2] [--connections 32]
+     [--processes 1,2,4] [--scale-seconds 8]
 Needs wrk (apt-get install wrk) and PostgreSQL on 127.0.0.1:5432.
 """
 
@@ -195,6 +199,53 @@ def prepare(url: str, world_path: Path) -> str:
     return token
 
 
+def ceiling_argv(port: int, workers: int) -> list[str]:
+    argv = [sys.executable, "-m", "uvicorn", "bench.ceiling:create_ceiling_app", "--factory"]
+    return [
+        *argv,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def scaling(
+    counts: list[int], seconds: float, connections: int, world_path: Path, bodies: Path, tmp: Path,
+    serve_env: dict[str, str],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Peak orders/s through drctl and the ceiling's requests/s for each worker-process count."""
+    rows = []
+    for n in counts:
+        with fresh_database() as url:
+            token = prepare(url, world_path)
+            port = free_port()
+            with server(serve_argv(port, n), {**serve_env, "DRCTL_DATABASE_URL": url}, port,
+                        tmp / f"drctl-{n}.log") as base:  # fmt: skip
+                run_wrk(base, token, bodies, 2, connections, "warm")
+                drctl = run_wrk(base, token, bodies, seconds, connections, f"scale-{n}")
+        with fresh_database() as url:
+            port = free_port()
+            with server(
+                ceiling_argv(port, n), {"DRCTL_DATABASE_URL": url}, port, tmp / f"ceiling-{n}.log"
+            ) as base:
+                run_wrk(base, token, bodies, 2, connections, "warm")
+                ceiling = run_wrk(base, token, bodies, seconds, connections, f"ceiling-{n}")
+        row = {
+            "processes": n,
+            "orders_per_s": round(drctl["per_s"], 1),
+            "p99_ms": drctl.get("p99_ms"),
+            "ceiling_per_s": round(ceiling["per_s"], 1),
+            "ratio": round(drctl["per_s"] / ceiling["per_s"], 3),
+        }
+        log(f"  {n} process(es): {row['orders_per_s']:.0f} orders/s, ceiling {row['ceiling_per_s']:.0f}/s")
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,7 +253,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--processes", default="1,2,4", help="worker counts for the scaling rows ('' skips)")
+    parser.add_argument("--scale-seconds", type=float, default=8)
     args = parser.parse_args()
+    try:
+        counts = [int(c) for c in args.processes.split(",") if c.strip()]
+    except ValueError:
+        sys.exit(f"--processes must be numbers separated by commas, like 1,2,4; got {args.processes!r}")
+    if any(not 1 <= c <= 64 for c in counts):
+        sys.exit(f"--processes: each count must be 1..64, got {args.processes!r}")
     if shutil.which("wrk") is None:
         sys.exit("bench/intake needs wrk: apt-get install -y wrk")
     tmp = Path(tempfile.mkdtemp(prefix="drctl-bench-"))
@@ -230,17 +289,12 @@ def main() -> None:
             half = open_loop(base, token, factory, peak["per_s"] / 2, args.seconds)
         with fresh_database() as ceiling_url:
             port = free_port()
-            argv = [sys.executable, "-m", "uvicorn", "bench.ceiling:create_ceiling_app", "--factory"]
-            argv += [
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ]
-            with server(argv, {"DRCTL_DATABASE_URL": ceiling_url}, port, tmp / "ceiling.log") as base:
+            with server(
+                ceiling_argv(port, args.workers),
+                {"DRCTL_DATABASE_URL": ceiling_url},
+                port,
+                tmp / "ceiling.log",
+            ) as base:
                 log("ceiling: one insert + commit per request ...")
                 run_wrk(base, token, bodies, 3, args.connections, "warm")
                 ceiling = run_wrk(base, token, bodies, args.seconds, args.connections, "ceiling")
@@ -249,6 +303,12 @@ def main() -> None:
     result["half_rate"] = half
     result["ceiling"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in ceiling.items()}
     result["ratio"] = round(peak["per_s"] / ceiling["per_s"], 3)
+    if counts:
+        log(f"scaling: {counts} processes, {args.scale_seconds:g} s each ...")
+        with SimProcess(targets_from_world(world), model.simulator.admin_port):
+            result["scaling"] = scaling(
+                counts, args.scale_seconds, args.connections, world_path, bodies, tmp, serve_env
+            )
     result["targets"] = {"ratio": 0.5, "half_rate_p99_ms": 50}
     result["meets_targets"] = result["ratio"] >= 0.5 and half["p99_ms"] <= 50
     print(json.dumps(result))
