@@ -94,7 +94,7 @@ class SimAdmin:
 class SimProcess(SimAdmin):
     """A running simulator child process, with the client of its admin API."""
 
-    def __init__(self, targets: list[TargetSpec], admin_port: int, ready_timeout_s: float = 20.0) -> None:
+    def __init__(self, targets: list[TargetSpec], admin_port: int, ready_timeout_s: float = 60.0) -> None:
         self.specs = targets
         self._proc = subprocess.Popen(
             simulator_argv(targets, admin_port),
