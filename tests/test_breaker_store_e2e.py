@@ -18,7 +18,8 @@ from chaos.sim_process import wait_until
 from harness import ControlPlane, control_plane, prepare_database, start_simulator, write_test_world
 from servers import redis_server
 
-pytestmark = pytest.mark.e2e
+# real servers under load but no timing bound: runs beside the other tests, not in the serial e2e phase
+pytestmark = pytest.mark.load
 
 
 def store_up(cp: ControlPlane) -> float | None:

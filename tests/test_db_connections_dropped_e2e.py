@@ -26,7 +26,8 @@ from chaos.sim_process import wait_until
 
 from harness import control_plane, engine_for, prepare_database, start_simulator, write_test_world
 
-pytestmark = pytest.mark.e2e
+# real servers under load but no timing bound: runs beside the other tests, not in the serial e2e phase
+pytestmark = pytest.mark.load
 MAX_TRIES = 10
 
 

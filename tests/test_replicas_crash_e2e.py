@@ -25,7 +25,8 @@ from chaos.sim_process import control_plane_ready, wait_until
 from harness import CONTROL_PLANE_LOGS, FAST_SETTINGS, prepare_database, start_simulator, write_test_world
 from servers import nginx_balancer
 
-pytestmark = pytest.mark.e2e
+# real servers under load but no timing bound: runs beside the other tests, not in the serial e2e phase
+pytestmark = pytest.mark.load
 
 KILLS = 4
 SETTINGS = {
