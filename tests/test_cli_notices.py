@@ -277,7 +277,7 @@ def test_an_unknown_token_exits_2_with_the_apis_answer_in_one_line(served: Serve
     done = served.drctl("notices", "list", token="drctl_not-a-real-token")
     assert done.code == 2, done.stderr
     line = one_line(done.stderr)
-    assert "401" in line and "unknown or revoked token" in line, line
+    assert "401" in line and "unknown, revoked or expired token" in line, line
     assert "drctl_not-a-real-token" not in done.stderr
 
 
