@@ -84,7 +84,9 @@ class TokenCache:
 
     def cached(self, token: str) -> tuple[bool, Principal | None]:
         """(True, principal or None if unknown) while fresh; (False, None) when it must be loaded."""
-        key = token_repo.hash_token(token)
+        return self._cached(token_repo.hash_token(token))
+
+    def _cached(self, key: str) -> tuple[bool, Principal | None]:
         now = time.monotonic()
         with self._lock:
             hit = self._known.get(key)
@@ -96,12 +98,12 @@ class TokenCache:
         return False, None
 
     def lookup(self, token: str, load: Callable[[str], Principal | None]) -> Principal | None:
-        found, principal = self.cached(token)
+        key = token_repo.hash_token(token)
+        found, principal = self._cached(key)
         if found:
             return principal
         now = time.monotonic()
         principal = load(token)
-        key = token_repo.hash_token(token)
         with self._lock:
             if principal is not None:
                 self._known[key] = (now, principal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from control_plane.web.inputs import StrictIn
 
@@ -23,7 +23,6 @@ def _printable(value: str | None) -> str | None:
 class DrillStartIn(StrictIn):
     """A drill starting against this control plane (the CLI sends it before any load or fault)."""
 
-    model_config = ConfigDict(extra="forbid")
     experiment: Annotated[str, Field(min_length=1, max_length=300)]
     subject: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     force: bool = Field(default=False, description="start inside a peak window (needs a reason; audited)")
@@ -35,7 +34,6 @@ class DrillStartIn(StrictIn):
 class DrillResultIn(StrictIn):
     """The drill's outcome and its journal, sent once when it ends."""
 
-    model_config = ConfigDict(extra="forbid")
     status: Literal["completed", "deviated", "aborted", "failed"]
     detect_s: Seconds | None = None
     mitigate_s: Seconds | None = None
@@ -49,7 +47,6 @@ class DrillResultIn(StrictIn):
 
 
 class AbortIn(StrictIn):
-    model_config = ConfigDict(extra="forbid")
     reason: Reason
 
     _check_text = field_validator("reason")(_printable)

@@ -28,7 +28,6 @@ class FailoverIn(StrictIn):
 
 
 class FailbackIn(StrictIn):
-    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=2000)
     dry_run: bool = False
     force: bool = False

@@ -53,8 +53,6 @@ class DcEventOut(BaseModel):
 
 
 class CancelIn(StrictIn):
-    model_config = ConfigDict(extra="forbid")
-
     reason: str = Field(min_length=1, max_length=2000)
 
 

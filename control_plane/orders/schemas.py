@@ -6,15 +6,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from control_plane.domain import Customer, FieldError, InvalidInput, OrderLine, OrderRequest, ShipTo
 from control_plane.orders.validate import TimeLimits, check_placed, check_promised
 from control_plane.web.inputs import StrictIn
 
-
-class _In(StrictIn):
-    model_config = ConfigDict(extra="forbid")
+_In = StrictIn  # every part of an order body
 
 
 class CustomerIn(_In):

@@ -88,6 +88,15 @@ class StoreHealth:
             self._on_change(True)
             return
 
+    def through(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
+        """`shared()` while the store answers, else (and once it has just failed) `local()`."""
+        if self.up:
+            try:
+                return shared()
+            except StoreUnavailable as exc:
+                self.failed(exc)
+        return local()
+
     def close(self) -> None:
         self._stop.set()
 
@@ -113,19 +122,10 @@ class FallbackStorage(pybreaker.CircuitBreakerStorage):
         return self._shared
 
     def _read(self, shared: Callable[[pybreaker.CircuitRedisStorage], T], local: Callable[[], T]) -> T:
-        if self._health.up:
-            try:
-                return shared(self._redis())
-            except StoreUnavailable as exc:
-                self._health.failed(exc)
-        return local()
+        return self._health.through(lambda: shared(self._redis()), local)
 
     def _write(self, shared: Callable[[pybreaker.CircuitRedisStorage], None]) -> None:
-        if self._health.up:
-            try:
-                shared(self._redis())
-            except StoreUnavailable as exc:
-                self._health.failed(exc)
+        self._health.through(lambda: shared(self._redis()), lambda: None)
 
     @property
     def state(self) -> str:
@@ -190,23 +190,16 @@ class RedisHolds:
         return f"drctl:{name}:held"
 
     def held(self, name: str) -> bool:
-        if self._health.up:
-            try:
-                return bool(self._conn.exists(self._key(name)))
-            except StoreUnavailable as exc:
-                self._health.failed(exc)
-        return self._memory.held(name)
+        return self._health.through(
+            lambda: bool(self._conn.exists(self._key(name))), lambda: self._memory.held(name)
+        )
 
     def set_held(self, name: str, held: bool) -> None:
         self._memory.set_held(name, held)
-        if self._health.up:
-            try:
-                if held:
-                    self._conn.set(self._key(name), "1")
-                else:
-                    self._conn.delete(self._key(name))
-            except StoreUnavailable as exc:
-                self._health.failed(exc)
+        key = self._key(name)
+        self._health.through(
+            lambda: self._conn.set(key, "1") if held else self._conn.delete(key), lambda: None
+        )
 
 
 def redis_breaker_store(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from control_plane.web.inputs import StrictIn
 
@@ -52,5 +52,4 @@ class BreakerOut(BaseModel):
 
 
 class BreakerActionIn(StrictIn):
-    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=500, description="why: kept in the audit log")
