@@ -31,7 +31,7 @@ from control_plane.operations.auto_failover import AutoFailover
 from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.operations.service import SiteOperations
 from control_plane.orders import endpoints as orders
-from control_plane.orders import lifecycle_endpoints
+from control_plane.orders import lifecycle_endpoints, reconcile_endpoints
 from control_plane.schedule import build_prober, build_scheduler
 from control_plane.settings import Settings
 from control_plane.web import openapi, problems
@@ -122,6 +122,7 @@ def create_app(
     app.add_middleware(UrlGuardMiddleware)
     app.include_router(orders.router)
     app.include_router(lifecycle_endpoints.router)
+    app.include_router(reconcile_endpoints.router)
     app.include_router(sites.router)
     app.include_router(bia.router)
     app.include_router(operations.router)

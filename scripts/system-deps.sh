@@ -3,8 +3,9 @@
 # browser), prometheus (promtool checks and unit-tests the alert rules; the server scrapes drctl in
 # the alerting loop test), prometheus-alertmanager (routes those alerts back to drctl; amtool
 # checks its example config), wrk (bench/intake), a Korean font (the dashboard's screenshots in
-# Korean, and its language switch), nginx (the load balancer in front of replicas) and redis-server
-# (a Redis of a test's own, killed mid-load). Installed only when missing.
+# Korean, and its language switch), nginx (the load balancer in front of replicas), redis-server
+# (a Redis of a test's own, killed mid-load) and pg_dump/pg_restore (the backup restored before
+# `drctl reconcile`). Installed only when missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -12,6 +13,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 [ -d /usr/share/fonts/truetype/nanum ] || need+=(fonts-nanum)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+{ command -v pg_dump && command -v pg_restore; } >/dev/null 2>&1 || need+=(postgresql-client)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 { command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

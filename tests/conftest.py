@@ -15,6 +15,22 @@ import pytest
 # the headless Chromium fixture (tests/browser.py), registered here so pytest rewrites its asserts
 pytest_plugins = ["browser"]
 
+
+def _port_slice() -> None:
+    """Each parallel worker takes free ports from its own slice (chaos.ports): one worker's DC that
+    is down has released its port, and another worker must not be handed it meanwhile."""
+    from chaos.ports import HIGH, LOW
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        span = (HIGH - LOW + 1) // count
+        first = LOW + int(worker[2:]) * span
+        os.environ["DRCTL_PORT_RANGE"] = f"{first}-{first + span - 1}"
+
+
+_port_slice()
+
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

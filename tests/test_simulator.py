@@ -260,6 +260,38 @@ def test_ledger_lists_only_active_orders_unless_all(sim: Sim) -> None:
     assert everything == [kept["order_id"], shipped["order_id"], cancelled["order_id"]]
 
 
+def test_order_listing_pages_through_every_status_with_each_payload(sim: Sim) -> None:
+    orders = [new_order(channel="web") for _ in range(7)]
+    for order in orders:
+        sim.http.post(f"{sim.icheon}/orders", json=order)
+    sim.http.post(f"{sim.icheon}/_sim/orders/{orders[1]['order_id']}/ship")
+    sim.http.delete(f"{sim.icheon}/orders/{orders[2]['order_id']}")
+
+    seen: list[dict[str, Any]] = []
+    after: str | None = "0"
+    pages = 0
+    while after is not None and pages < 10:
+        page = sim.http.get(f"{sim.icheon}/orders", params={"after": after, "limit": 3}).json()
+        seen += page["orders"]
+        after, pages = page["next"], pages + 1
+
+    assert pages == 3
+    assert [e["order_id"] for e in seen] == [o["order_id"] for o in orders]
+    assert [e["status"] for e in seen[:3]] == ["accepted", "shipped", "cancelled"]
+    assert seen[0]["payload"] == {k: v for k, v in orders[0].items() if k != "order_id"}
+    later = sim.http.get(f"{sim.icheon}/orders", params={"since": "2999-01-01T00:00:00+00:00"}).json()
+    assert later == {"orders": [], "next": None}
+
+
+@pytest.mark.parametrize(
+    "query", [{"limit": "0"}, {"after": "-1"}, {"since": "2026-12-01T00:00"}, {"lmit": "5"}]
+)
+def test_order_listing_refuses_a_bad_query(sim: Sim, query: dict[str, str]) -> None:
+    response = sim.http.get(f"{sim.icheon}/orders", params=query)
+
+    assert response.status_code == 422
+
+
 def test_health_reports_backlog_and_capacity(sim: Sim) -> None:
     orders = [new_order() for _ in range(3)]
     for order in orders:

@@ -21,7 +21,9 @@ from chaos.simulator.schemas import (
     LedgerView,
     OrderIn,
     OrderReceipt,
+    OrdersPage,
     OrderView,
+    PageQuery,
     Problem,
     StatsView,
     TargetsView,
@@ -39,6 +41,7 @@ def build_target_app(state: TargetState, controls: SimulatorControls) -> ASGIApp
     if state.target.kind == "dc":
         routes += [
             Route("/orders", handlers.take_order, methods=["POST"]),
+            Route("/orders", handlers.list_orders, methods=["GET"]),
             Route("/orders/{order_id}", handlers.get_order, methods=["GET"]),
             Route("/orders/{order_id}", handlers.cancel_order, methods=["DELETE"]),
             Route("/_sim/ledger", handlers.ledger, methods=["GET"]),
@@ -106,6 +109,18 @@ class _TargetHandlers:
         entry, activated = self.state.take(order.order_id, order.payload())
         receipt = OrderReceipt(order_id=entry.order_id, dc_ref=entry.dc_ref, status=entry.status)
         return _json(receipt, status_code=201 if activated else 200)
+
+    async def list_orders(self, request: Request) -> Response:
+        try:
+            query = PageQuery.model_validate(dict(request.query_params))
+        except ValidationError as exc:
+            return _invalid("invalid query", _field_errors(exc))
+        entries, cursor = self._ledger.page(query.after, query.limit, query.since)
+        page = OrdersPage(
+            orders=[OrderView.model_validate(e) for e in entries],
+            next=None if cursor is None else str(cursor),
+        )
+        return _json(page)
 
     async def get_order(self, request: Request) -> Response:
         order_id = request.path_params["order_id"]

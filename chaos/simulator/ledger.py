@@ -52,6 +52,8 @@ class Ledger:
 
     ref_prefix: str
     _entries: dict[str, LedgerEntry] = field(default_factory=dict)
+    # every entry in order of first receipt: the position is the listing's cursor (entries are never dropped)
+    _received: list[LedgerEntry] = field(default_factory=list)
     _sequence: int = 0
     # Kept up to date on every transition so /health stays O(1) however many orders are held.
     _backlog: int = 0
@@ -70,6 +72,7 @@ class Ledger:
                 payload=payload,
             )
             self._entries[order_id] = entry
+            self._received.append(entry)
             self._backlog += 1
             return entry, True
         entry.posts += 1
@@ -113,6 +116,20 @@ class Ledger:
         if include_cancelled:
             return list(self._entries.values())
         return [entry for entry in self._entries.values() if entry.active]
+
+    def page(
+        self, after: int, limit: int, since: datetime | None = None
+    ) -> tuple[list[LedgerEntry], int | None]:
+        """Up to `limit` entries past position `after` (received or re-taken at or after `since`, any
+        status), and the cursor to ask with next (None at the end)."""
+        picked: list[LedgerEntry] = []
+        pos = after
+        while pos < len(self._received) and len(picked) < limit:
+            entry = self._received[pos]
+            pos += 1
+            if since is None or entry.received_at >= since:
+                picked.append(entry)
+        return picked, (pos if pos < len(self._received) else None)
 
     @property
     def backlog(self) -> int:

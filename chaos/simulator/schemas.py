@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
 
 from chaos.simulator.events import EventStats, EventsView
 from chaos.simulator.faults import Fault, FieldError
@@ -47,6 +47,21 @@ class OrderView(LedgerItem):
     """One order as the DC holds it, with the fields it was POSTed with."""
 
     payload: dict[str, Any]
+
+
+class OrdersPage(BaseModel):
+    """`GET /orders`: a page of the orders a DC holds, with the fields they were POSTed with."""
+
+    orders: list[OrderView]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last")
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0)
+    limit: int = Field(default=500, ge=1, le=5000)
+    since: AwareDatetime | None = None
 
 
 class LedgerView(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from control_plane.cli.errors import Unreachable, from_api_answer
-from control_plane.domain import InvalidInput
+from control_plane.domain import FieldError, InvalidInput
 from control_plane.settings import Settings
 
 out = Console()
@@ -20,6 +22,22 @@ DEFAULT_WORLD = Path("examples/kr-retail/world.yaml")
 URL = Annotated[str, typer.Option(envvar="DRCTL_URL", help="control plane base URL")]
 TOKEN = Annotated[str | None, typer.Option(envvar="DRCTL_TOKEN", help="an operator token")]
 JSON = Annotated[bool, typer.Option("--json", help="print data as JSON")]
+
+
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+MAX_DURATION = timedelta(days=3650)
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """`90m`, `12h`, `30d` -> a timedelta (at most ten years); InvalidInput naming `option` otherwise."""
+    found = re.fullmatch(r"([1-9][0-9]{0,6})([mhd])", text.strip())
+    span = int(found.group(1)) * _UNITS[found.group(2)] if found else None
+    if span is None or span > MAX_DURATION:
+        raise InvalidInput(
+            f"{option} must be a number and a unit (m, h, d) up to 3650d, like 30d or 12h; got {text!r}",
+            [FieldError(option, "not a duration")],
+        )
+    return span
 
 
 def engine_for(settings: Settings):  # type: ignore[no-untyped-def]

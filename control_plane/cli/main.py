@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from control_plane.cli import bia, db, demo, drill, notices, serve, sites, tokens, world
+from control_plane.cli import bia, db, demo, drill, notices, reconcile, serve, sites, tokens, world
 from control_plane.cli.errors import exit_on_bad_input
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(drill.drill_app, name="drill")
 world.world_app.command("history")(bia.world_history)
 serve.register(app)
 sites.register(app)
+reconcile.register(app)
 app.command()(demo.demo)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -12,28 +12,15 @@ from control_plane.cli.common import (
     JSON,
     engine_for,
     out,
+    parse_duration,
     print_json,
 )
-from control_plane.domain import FieldError, InvalidInput, NotFound
+from control_plane.domain import InvalidInput, NotFound
 from control_plane.settings import Settings
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-MAX_LIFETIME = timedelta(days=3650)
-
-
-def parse_lifetime(text: str) -> timedelta:
-    """`90m`, `12h`, `30d` -> a timedelta (at most ten years); InvalidInput otherwise."""
-    found = re.fullmatch(r"([1-9][0-9]{0,6})([mhd])", text.strip())
-    life = int(found.group(1)) * _UNITS[found.group(2)] if found else None
-    if life is None or life > MAX_LIFETIME:
-        raise InvalidInput(
-            f"--expires must be a number and a unit (m, h, d) up to 3650d, like 30d or 12h; got {text!r}",
-            [FieldError("--expires", "not a lifetime")],
-        )
-    return life
 
 
 def _sessions():  # type: ignore[no-untyped-def]
@@ -63,7 +50,7 @@ def token_create(
     if channel and role != "ingest":
         raise InvalidInput(f"--channel binds an ingest token; a {role} token is not bound to channels")
     now = datetime.now(UTC)
-    expires_at = now + parse_lifetime(expires) if expires is not None else None
+    expires_at = now + parse_duration(expires, "--expires") if expires is not None else None
     name = name or f"{role}-{now:%Y%m%d%H%M%S%f}"
     with _sessions().begin() as s:
         if channel:

@@ -56,11 +56,23 @@ class Trace:
 
 
 def order_payload(order_id: str, req: OrderRequest) -> dict[str, Any]:
-    """The body of `POST {wms_url}/orders` (DESIGN §4)."""
+    """The body of `POST {wms_url}/orders` (DESIGN §4): the order as its channel posted it, plus our
+    id. A DC needs the recipient for its labels, and holding the whole order lets `drctl reconcile`
+    re-import from a DC's ledger what a database restore lost (`OrderIn` reads it back)."""
+    c = req.customer
     return {
         "order_id": order_id,
         "channel": req.channel,
         "external_id": req.external_id,
+        "customer": {
+            "id": c.id,
+            "name": c.name,
+            "email": c.email,
+            "phone": c.phone,
+            "locale": c.locale,
+            "notify_via": c.notify_via,
+        },
+        "placed_at": req.placed_at.isoformat(),
         "promised_by": req.promised_by.isoformat(),
         "ship_to": {
             "region": req.ship_to.region,
@@ -68,7 +80,7 @@ def order_payload(order_id: str, req: OrderRequest) -> dict[str, Any]:
             "lat": req.ship_to.lat,
             "lon": req.ship_to.lon,
         },
-        "lines": [{"sku": li.sku, "qty": li.qty} for li in req.lines],
+        "lines": [{"sku": li.sku, "qty": li.qty, "unit_price": str(li.unit_price)} for li in req.lines],
     }
 
 

@@ -14,14 +14,16 @@ import select
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from control_plane.domain import Site
 from failover.dispatch import CancelOutcome, DcAck, DcRejected, DcUnavailable, FailureKind
+from failover.reconcile import DcCopy, DcStatus, Holding
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 # httpx errors raised before a single byte of the request left: the DC cannot hold the order.
@@ -75,6 +77,42 @@ class HttpDcClient:
         if status == 409:
             return CancelOutcome.SHIPPED
         raise _unexpected(status, body)
+
+    def list_orders(self, site: Site, since: datetime | None, page_size: int = 1000) -> Iterator[DcCopy]:
+        """`GET {wms_url}/orders`, page by page: every order the DC holds (any status)."""
+        params: dict[str, str | int] = {"limit": page_size}
+        if since is not None:
+            params["since"] = since.isoformat()
+        after: str | None = "0"
+        while after is not None:
+            page = self._read(site, "/orders", params | {"after": after})
+            orders = page.get("orders") if isinstance(page, dict) else None
+            if not isinstance(orders, list):
+                raise DcUnavailable(FailureKind.BAD_ANSWER, "a listing without `orders`")
+            yield from (_copy(site, item) for item in orders)
+            nxt = page.get("next")
+            after = None if nxt is None else str(nxt)
+
+    def get_order(self, site: Site, order_id: str) -> DcCopy | None:
+        """`GET {wms_url}/orders/{order_id}`; None when the DC never received it (404)."""
+        body = self._read(site, f"/orders/{quote(order_id, safe='')}", {}, missing_ok=True)
+        return None if body is None else _copy(site, body)
+
+    def _read(self, site: Site, path: str, params: Mapping[str, str | int], missing_ok: bool = False) -> Any:
+        try:
+            resp = self._http.get(site.wms_url.rstrip("/") + path, params=params)
+        except httpx.TimeoutException as exc:
+            raise DcUnavailable(FailureKind.TIMEOUT, type(exc).__name__) from None
+        except httpx.TransportError as exc:
+            raise DcUnavailable(FailureKind.BROKEN, type(exc).__name__) from None
+        if resp.status_code == 404 and missing_ok:
+            return None
+        if resp.status_code != 200:
+            raise _unexpected(resp.status_code, resp.content)
+        try:
+            return resp.json()
+        except ValueError:
+            raise DcUnavailable(FailureKind.BAD_ANSWER, "a listing that is not JSON") from None
 
     def health(self, url: str, timeout_s: float) -> httpx.Response:
         try:
@@ -178,6 +216,20 @@ def _ack(body: bytes) -> DcAck:
         return DcAck(dc_ref=str(dc_ref)[:64], status=str(ack.get("status", "accepted")))
     except (ValueError, KeyError, TypeError):
         raise DcUnavailable(FailureKind.BAD_ANSWER, "an acknowledgement we cannot read") from None
+
+
+def _copy(site: Site, item: Any) -> DcCopy:
+    """One order of a DC's listing; one we cannot read makes the whole listing untrustworthy."""
+    try:
+        status = DcStatus(item["status"])
+        received = datetime.fromisoformat(item["received_at"])
+        payload = item.get("payload") or {}
+        if not isinstance(payload, dict) or received.tzinfo is None:
+            raise ValueError("payload or received_at")
+        holding = Holding(site.code, str(item["dc_ref"])[:64], status, received)
+        return DcCopy(str(item["order_id"]), holding, payload)
+    except (KeyError, TypeError, ValueError):
+        raise DcUnavailable(FailureKind.BAD_ANSWER, "a ledger entry we cannot read") from None
 
 
 def _unexpected(status: int, body: bytes) -> Exception:
