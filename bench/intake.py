@@ -49,6 +49,7 @@ from control_plane.world.repository import save_world
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+RETRIES_503 = 5  # an order answered 503 (store unreachable) is sent again, as the Locust suite does
 
 
 def log(msg: str) -> None:
@@ -135,7 +136,7 @@ def open_loop(base: str, token: str, factory: OrderFactory, rate: float, seconds
     head = f"POST /v1/orders HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {token}\r\n"
     head += "Content-Type: application/json\r\nContent-Length: "
     requests = [head.encode() + b"%d\r\n\r\n" % len(body) + body for body in bodies]
-    latencies, statuses = asyncio.run(
+    latencies, statuses, retried = asyncio.run(
         _send_at_rate(url.hostname or "127.0.0.1", url.port or 80, requests, rate)
     )
     latencies.sort()
@@ -143,6 +144,7 @@ def open_loop(base: str, token: str, factory: OrderFactory, rate: float, seconds
         "rate_per_s": round(rate, 1),
         "requests": len(latencies),
         "non_2xx": sum(1 for code in statuses if code >= 300),
+        "retried_503": retried,
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
     }
@@ -150,16 +152,16 @@ def open_loop(base: str, token: str, factory: OrderFactory, rate: float, seconds
 
 async def _send_at_rate(
     host: str, port: int, requests: list[bytes], rate: float
-) -> tuple[list[float], list[int]]:
+) -> tuple[list[float], list[int], int]:
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.5
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[float] = []
     statuses: list[int] = []
+    retried = [0]
 
-    async def one(i: int) -> None:
-        due = start + i / rate
-        await asyncio.sleep(due - loop.time())
+    async def exchange(i: int) -> tuple[int, float]:
+        """Send request i on a keep-alive connection; its status and the Retry-After it asked for."""
         reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
         writer.write(requests[i])
         status_line = await reader.readline()
@@ -170,21 +172,34 @@ async def _send_at_rate(
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(requests[i])
             status_line = await reader.readline()
-        status = int(status_line.split()[1])
-        length = 0
+        status, length, retry_after = int(status_line.split()[1]), 0, 1.0
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+            elif name.strip().lower() == b"retry-after" and value.strip().isdigit():
+                retry_after = float(value)
         await reader.readexactly(length)
+        idle.append((reader, writer))
+        return status, retry_after
+
+    async def one(i: int) -> None:
+        due = start + i / rate
+        await asyncio.sleep(due - loop.time())
+        status, retry_after = await exchange(i)
+        for _ in range(RETRIES_503):
+            if status != 503:  # the store was unreachable: the same order again, when asked (as Locust does)
+                break
+            retried[0] += 1
+            await asyncio.sleep(min(retry_after, 5.0))
+            status, retry_after = await exchange(i)
         latencies.append(loop.time() - due)
         statuses.append(status)
-        idle.append((reader, writer))
 
     await asyncio.gather(*(one(i) for i in range(len(requests))))
     for _, writer in idle:
         writer.close()
-    return latencies, statuses
+    return latencies, statuses, retried[0]
 
 
 def prepare(url: str, world_path: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_failover_under_load_e2e import Load, reconcile_live, wait_quiet
 
 from chaos.order_stream import OrderFactory
@@ -27,9 +28,9 @@ def store_up(cp: ControlPlane) -> float | None:
         text = httpx.get(f"{cp.base_url}/metrics", timeout=5, trust_env=False).text
     except httpx.HTTPError:
         return None
-    for line in text.splitlines():
-        if line.startswith("drctl_breaker_store_up "):
-            return float(line.split()[1])
+    for family in text_string_to_metric_families(text):
+        if family.name == "drctl_breaker_store_up":
+            return float(family.samples[0].value)
     return None
 
 

@@ -40,10 +40,21 @@ def mixed_orders(world: World, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 class Load:
-    """16 clients posting until told to stop (after the operation under test), bounded in count and time."""
+    """16 clients posting until told to stop (after the operation under test), bounded in count and time.
 
-    def __init__(self, base_url: str, token: str, bodies: list[dict[str, Any]], max_s: float = 180) -> None:
+    With `tries` > 1 a body answered 5xx (or not at all) is posted again, up to `tries` times, as
+    the Locust and bench clients do with a 503 and its Retry-After; `answers` holds each body's final
+    answer, `refused` every 5xx on the way, and `gave_up` the bodies that never got one.
+    """
+
+    def __init__(
+        self, base_url: str, token: str, bodies: list[dict[str, Any]], max_s: float = 180, tries: int = 1
+    ) -> None:
         self.answers: list[httpx.Response] = []
+        self.refused: list[httpx.Response] = []
+        self.unanswered = 0
+        self.gave_up = 0
+        self._tries = tries
         self._bodies = iter(bodies)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -55,6 +66,25 @@ class Load:
         with self._lock:
             return next(self._bodies, None)
 
+    def _post(self, http: httpx.Client, body: dict[str, Any]) -> httpx.Response | None:
+        for attempt in range(self._tries):
+            last = attempt == self._tries - 1
+            try:
+                resp = http.post("/v1/orders", json=body)
+            except httpx.TransportError:
+                if self._tries == 1:
+                    raise
+                with self._lock:
+                    self.unanswered += 1
+                time.sleep(0.2)
+                continue
+            if resp.status_code < 500 or last:
+                return resp
+            with self._lock:
+                self.refused.append(resp)
+            time.sleep(float(resp.headers.get("retry-after", "1")) / 4)  # bounded by `tries`
+        return None
+
     def _client(self) -> None:
         headers = {"Authorization": f"Bearer {self._token}"}
         with httpx.Client(base_url=self._base, headers=headers, timeout=30, trust_env=False) as http:
@@ -62,13 +92,16 @@ class Load:
                 body = self._next()
                 if body is None:
                     return
-                resp = http.post("/v1/orders", json=body)
+                resp = self._post(http, body)
                 with self._lock:
-                    self.answers.append(resp)
+                    if resp is None:
+                        self.gave_up += 1
+                    else:
+                        self.answers.append(resp)
 
     def posted(self) -> int:
         with self._lock:
-            return len(self.answers)
+            return len(self.answers) + self.gave_up
 
     def __enter__(self) -> Load:
         for t in self._threads:
@@ -78,8 +111,8 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(60)
-        assert not any(t.is_alive() for t in self._threads), "a load client did not stop in 60 s"
+            t.join(90)
+        assert not any(t.is_alive() for t in self._threads), "a load client did not stop in 90 s"
 
 
 def placed_count(url: str) -> int:

@@ -3,7 +3,7 @@ with `repair`, the re-imports, re-dispatches and cancels that make them agree.""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from control_plane.context import AppContext  # the type only: the context is built above every area
 
 router = APIRouter(tags=["orders"])
+EARLIEST_SINCE = datetime(2000, 1, 1, tzinfo=UTC)  # older is a typo, and near year 1 would overflow
 
 
 class ReconcileIn(StrictIn):
@@ -103,8 +104,9 @@ def reconcile(
 
 
 def _run(ctx: AppContext, body: ReconcileIn, actor: Actor) -> dict[str, Any]:
-    if body.since is not None and body.since > ctx.clock():
-        message = f"{body.since.isoformat()} is in the future"
+    since = body.since
+    if since is not None and not EARLIEST_SINCE <= since <= ctx.clock():
+        message = f"{since.isoformat()} is in the future" if since > EARLIEST_SINCE else "is before 2000"
         raise InvalidInput(f"since: {message}", [FieldError("since", message)])
     reconciler = build_reconciler(ctx)
     report = reconciler.check(body.since)
