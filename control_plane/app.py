@@ -25,6 +25,7 @@ from control_plane.drills.service import DrillService
 from control_plane.logs import configure_logging
 from control_plane.metrics import mark_this_process_dead
 from control_plane.monitoring import endpoints as monitoring
+from control_plane.monitoring.scheduler import LeaderJob
 from control_plane.notices import endpoints as notices
 from control_plane.operations import endpoints as operations
 from control_plane.operations.auto_failover import AutoFailover
@@ -32,6 +33,10 @@ from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.operations.service import SiteOperations
 from control_plane.orders import endpoints as orders
 from control_plane.orders import lifecycle_endpoints, reconcile_endpoints
+from control_plane.runbook_runs import endpoints as runbook_endpoints
+from control_plane.runbook_runs.library import SHIPPED as SHIPPED_RUNBOOKS
+from control_plane.runbook_runs.library import RunbookLibrary
+from control_plane.runbook_runs.service import RunbookService
 from control_plane.schedule import build_prober, build_scheduler
 from control_plane.settings import Settings
 from control_plane.web import openapi, problems
@@ -76,8 +81,18 @@ def create_app(
         ctx.sessions,
         clock,
     )
+    # a runbook that cannot be read stops the start, like a bad calendar: not at 3 a.m. when it fires
+    library = RunbookLibrary.load(settings.runbook_dir or SHIPPED_RUNBOOKS)
+    runbooks = RunbookService(
+        ctx, site_ops, library, settings.runbook_approver_must_differ, settings.runbook_auto_start
+    )
     prober = build_prober(ctx)
-    scheduler = build_scheduler(ctx, prober)
+    scheduler = build_scheduler(
+        ctx,
+        prober,
+        [LeaderJob("runbooks", runbooks.advance_all, settings.runbook_tick_s)],
+        runbooks.on_alert,
+    )
     loop = BackgroundLoop(ctx, prober, extra_jobs=[auto.check])
 
     # a process without background jobs never leads either (in-process tests, read-only replicas)
@@ -113,6 +128,8 @@ def create_app(
         lambda _: settings.auth_failures_per_s, burst=settings.auth_failure_burst, max_keys=10_000
     )
     app.state.operations = site_ops
+    app.state.runbooks = runbooks
+    app.state.alert_hook = runbooks.on_alert
     # a calendar that cannot be read stops the start: a typo must not quietly allow drills at peak
     calendar = load_calendar(settings.commerce_calendar) if settings.commerce_calendar else EMPTY
     app.state.drills = DrillService(ctx.sessions, clock, calendar, settings.drill_heartbeat_timeout_s)
@@ -123,6 +140,7 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(lifecycle_endpoints.router)
     app.include_router(reconcile_endpoints.router)
+    app.include_router(runbook_endpoints.router)
     app.include_router(sites.router)
     app.include_router(bia.router)
     app.include_router(operations.router)

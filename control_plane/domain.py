@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -226,6 +227,14 @@ class Actor:
 class FieldError:
     path: str  # e.g. "lines[2].sku" or "sites[0].backups[1]"
     message: str
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """A validation error's location as a path an operator reads: `steps[2].with.site`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top)"
 
 
 class DomainError(Exception):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 from control_plane.alerting.channels import AlertChannel, SesChannel, SmtpChannel, SnsChannel, WebhookChannel
 from control_plane.alerting.delivery import AlertDelivery, DeliveryPolicy
 from control_plane.alerting.engine import AlertRule
+from control_plane.alerting.incidents import AlertHook
 from control_plane.alerting.jobs import AlertEvaluator
 from control_plane.alerting.rules import builtin_rules
 from control_plane.context import AppContext
@@ -106,7 +108,9 @@ def _channel_breaker_changed(name: str, old: BreakerState, new: BreakerState) ->
     log.warning("alert channel breaker %s: %s -> %s", name, old.value, new.value)
 
 
-def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
+def build_scheduler(
+    ctx: AppContext, prober: Prober, extra_jobs: Sequence[LeaderJob] = (), on_alert: AlertHook | None = None
+) -> LeaderScheduler:
     s = ctx.settings
     channels = build_channels(s)
     # a channel failing 3 times in a row is left alone for a minute instead of being retried hot
@@ -131,6 +135,7 @@ def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
             ctx.clock,
             s.alert_repeat_interval_s,
             s.alert_keep_resolved_s,
+            on_alert,
         )
         if s.alert_engine
         else None
@@ -142,7 +147,7 @@ def build_scheduler(ctx: AppContext, prober: Prober) -> LeaderScheduler:
         leader_poll_s=s.leader_poll_s,
     )
     poller = build_poller(ctx)
-    jobs = [LeaderJob("poll-dcs", poller.poll_due, s.dc_poll_interval_s, poller.close)]
+    jobs = [LeaderJob("poll-dcs", poller.poll_due, s.dc_poll_interval_s, poller.close), *extra_jobs]
     if s.notices:
         jobs.append(LeaderJob("notice-held-orders", lambda leading: sweep_held_orders(ctx), 60.0))
     return LeaderScheduler(

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     commerce_calendar: Path | None = None
     drill_heartbeat_timeout_s: float = 30.0
 
+    # runbooks: the library directory (default: the shipped one), how often the leader advances
+    # executions, whether an approval must come from another operator than the one who started it,
+    # and whether alerts start runbooks at all (besides the POST /v1/runbooks/pause kill switch)
+    runbook_dir: Path | None = None
+    runbook_tick_s: float = Field(default=1.0, gt=0, le=60)
+    runbook_approver_must_differ: bool = True
+    runbook_auto_start: bool = True
+
     # the status dashboard: how long a login lasts; Secure cookies also over plain HTTP (behind a
     # TLS-terminating proxy that does not pass the scheme on); over https they are Secure anyway
     dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)

@@ -196,7 +196,7 @@ class AmWebhookIn(StrictIn):
 
 
 @router.post("/v1/hooks/alertmanager")
-def alertmanager_hook(body: AmWebhookIn, ctx: Ctx, who: Hook) -> dict[str, Any]:
+def alertmanager_hook(body: AmWebhookIn, request: Request, ctx: Ctx, who: Hook) -> dict[str, Any]:
     """Turn each alert of an Alertmanager notification into a control-plane event (incidents)."""
     now = ctx.clock()
     events = [
@@ -213,7 +213,9 @@ def alertmanager_hook(body: AmWebhookIn, ctx: Ctx, who: Hook) -> dict[str, Any]:
         for a in body.alerts
     ]
     with ctx.sessions.begin() as s:
-        outcomes = receive_webhook(s, who.name, events, body.group_key, now)
+        outcomes = receive_webhook(
+            s, who.name, events, body.group_key, now, getattr(request.app.state, "alert_hook", None)
+        )
     return {
         "received": len(outcomes),
         "outcomes": [

@@ -10,7 +10,7 @@ stays open until an operator fails it back (routing is still off there).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -55,6 +55,24 @@ class Outcome:
     action: str  # opened | joined | repeat | resolved_event | resolved_incident | ignored
     incident_id: int | None = None
     reason: str = ""
+
+
+# what an alert firing may start (runbooks), in the transaction that records it on its incident:
+# (session, alertname, fingerprint, starts_at, incident kind, labels, incident id, now)
+AlertHook = Callable[
+    [Session, str, str, datetime, "str | None", Mapping[str, str], "int | None", datetime], object
+]
+
+
+def after_alert(
+    hook: AlertHook | None, session: Session, event: AlertEvent, outcome: Outcome, now: datetime
+) -> None:
+    """Call the hook for an alert that newly fired on an incident (not a repeat, not a resolve)."""
+    if hook is None or event.status != "firing" or outcome.action not in ("opened", "joined"):
+        return
+    found = subject_of(event)
+    hook(session, event.alertname, event.fingerprint, event.starts_at, found[0] if found else None,
+         event.labels, outcome.incident_id, now)  # fmt: skip
 
 
 def subject_of(event: AlertEvent) -> tuple[str, str] | None:
@@ -147,10 +165,19 @@ def _accepting(session: Session, site: str) -> bool:
 
 
 def receive_webhook(
-    session: Session, actor: str, events: Sequence[AlertEvent], group_key: str, now: datetime
+    session: Session,
+    actor: str,
+    events: Sequence[AlertEvent],
+    group_key: str,
+    now: datetime,
+    hook: AlertHook | None = None,
 ) -> list[Outcome]:
     """Apply every alert of one Alertmanager notification, audited as one change."""
-    outcomes = [apply_alert_event(session, e, now) for e in events]
+    outcomes = []
+    for e in events:
+        outcome = apply_alert_event(session, e, now)
+        after_alert(hook, session, e, outcome, now)
+        outcomes.append(outcome)
     changed = [o for o in outcomes if o.action not in ("repeat", "ignored")]
     if changed:
         audit(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from control_plane.alerting import repository as alert_repo
 from control_plane.alerting.engine import AlertRule, Notification, NotificationKind, evaluate
-from control_plane.alerting.incidents import AlertEvent, apply_alert_event
+from control_plane.alerting.incidents import AlertEvent, AlertHook, after_alert, apply_alert_event
 from control_plane.alerting.observation import (
     INTAKE_WINDOW_S,
     NOTICE_WINDOW_S,
@@ -47,6 +47,7 @@ class AlertEvaluator:
         clock: Callable[[], datetime],
         repeat_interval_s: float,
         keep_resolved_s: float,
+        on_alert: AlertHook | None = None,
     ) -> None:
         self._sessions = sessions
         self._rules = tuple(rules)
@@ -56,6 +57,7 @@ class AlertEvaluator:
         self._clock = clock
         self._repeat_s = repeat_interval_s
         self._keep_s = keep_resolved_s
+        self._on_alert = on_alert
 
     def tick(self) -> list[Notification]:
         """Evaluate every rule once; return the notifications queued."""
@@ -75,7 +77,8 @@ class AlertEvaluator:
             for note in notes:
                 alert_repo.add_deliveries(s, note, channels, now)
                 if note.kind is not NotificationKind.REPEAT:
-                    apply_alert_event(s, _event(note), now)
+                    event = _event(note)
+                    after_alert(self._on_alert, s, event, apply_alert_event(s, event, now), now)
         for note in notes:
             log.warning(
                 "alert %s %s %s: %s (to %s)",

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from control_plane.cli import bia, db, demo, drill, notices, reconcile, serve, sites, tokens, world
+from control_plane.cli import bia, db, demo, drill, notices, reconcile, runbook, serve, sites, tokens, world
 from control_plane.cli.errors import exit_on_bad_input
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(world.world_app, name="world")
 app.add_typer(bia.bia_app, name="bia")
 app.add_typer(notices.notices_app, name="notices")
 app.add_typer(drill.drill_app, name="drill")
+app.add_typer(runbook.runbook_app, name="runbook")
 world.world_app.command("history")(bia.world_history)
 serve.register(app)
 sites.register(app)

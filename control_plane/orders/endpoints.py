@@ -17,11 +17,13 @@ from control_plane.orders.service import Trace
 from control_plane.orders.validate import check_against_world
 from control_plane.web.idempotency import RequestHash, remember, replay
 from control_plane.web.params import OrderId
+from control_plane.web.problems import problem
 
 if TYPE_CHECKING:
     from control_plane.context import AppContext  # the type only: the context is built above every area
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
+PAUSED_RETRY_AFTER_S = 30
 
 
 def order_out(session: SessionDep, order_id: str) -> OrderOut:
@@ -131,6 +133,13 @@ def _take_order_once(
 def _take_order(ctx: AppContext, body: OrderIn, digest: str) -> Response:
     req = body.to_request(ctx.clock(), ctx.settings.default_promise_hours, ctx.order_times)
     check_against_world(req, ctx.sites.catalog(), ctx.sites.regions(), ctx.sites.channels())
+    if req.channel in ctx.sites.paused_channels():
+        # shed on purpose (a runbook at peak, an operator): the channel's client retries later
+        resp = problem(
+            503, "Channel paused", f"intake for the sales channel {req.channel!r} is paused; retry later"
+        )
+        resp.headers["Retry-After"] = str(PAUSED_RETRY_AFTER_S)
+        return resp
     result = ctx.pipeline.submit(req, digest)
     if result.trace is not None:
         out = _from_trace(result.order_id, req, result.trace)

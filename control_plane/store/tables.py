@@ -87,6 +87,9 @@ class IntegrationRow(Base):
     fallback: Mapped[str | None] = mapped_column(String(64), nullable=True)
     health: Mapped[str] = mapped_column(String(16), default="unknown")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # marked down by an operator or a runbook (a brownout the probes do not see): routing treats it
+    # as down, so its fallback takes over, until it is cleared
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ChannelRow(Base):
@@ -95,6 +98,8 @@ class ChannelRow(Base):
     __tablename__ = "channels"
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # paused by an operator or a runbook (shedding load at peak): its orders get 503 until resumed
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SkuRow(Base):
@@ -494,3 +499,58 @@ class RecoveryRow(Base):
     recover_s: Mapped[float] = mapped_column(Float)
     rto_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # the target when it was measured
     __table_args__ = (UniqueConstraint("source", "source_id"),)
+
+
+class RunbookExecutionRow(Base):
+    """One execution of a runbook: where it stands; its steps are `step_runs`."""
+
+    __tablename__ = "runbook_executions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    runbook: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # running | waiting_approval | rolling_back | succeeded | failed | rolled_back | aborted | dry_run
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_by: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # an automatic start: "<runbook>:<alert fingerprint>:<alert start>", unique, so one alert
+    # starts a runbook once however many replicas or repeats see it
+    trigger_key: Mapped[str | None] = mapped_column(String(300), unique=True, nullable=True)
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), nullable=True, index=True)
+    abort_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StepRunRow(Base):
+    """One step (or its rollback) of an execution: started, ended, outcome; its key is unique."""
+
+    __tablename__ = "step_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[int] = mapped_column(ForeignKey("runbook_executions.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(8))  # do | undo
+    position: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    output: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    __table_args__ = (UniqueConstraint("execution_id", "phase", "position"),)
+
+
+class RunbookSwitchRow(Base):
+    """The kill switch for automatic starts (one row): paused, by whom, why."""
+
+    __tablename__ = "runbook_switch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)

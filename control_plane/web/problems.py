@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
-from control_plane.domain import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from control_plane.domain import Conflict, DomainError, Forbidden, InvalidInput, NotFound, field_path
 
 log = logging.getLogger("drctl.api")
 PROBLEM = "application/problem+json"
@@ -35,10 +35,7 @@ async def send_problem(send: Send, status: int, title: str, detail: str) -> None
 
 def _loc_path(loc: tuple[Any, ...]) -> str:
     parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
-    path = ""
-    for p in parts:
-        path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
-    return path or "(body)"
+    return field_path(parts) if parts else "(body)"
 
 
 def install(app: FastAPI) -> None:

@@ -24,6 +24,7 @@ from control_plane.domain import (
     Site,
     Sku,
     World,
+    field_path,
 )
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -101,13 +102,6 @@ class WorldIn(_Model):
     stock: dict[Slug, dict[str, int]] = {}
 
 
-def _loc_to_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(top)"
-
-
 def _cross_check(w: WorldIn) -> list[FieldError]:
     """Check references between sections: regions, backups, dependencies, stock."""
     errors: list[FieldError] = []
@@ -167,7 +161,7 @@ def parse_world(data: Any, source: str = "<world>") -> tuple[World, WorldIn]:
     try:
         model = WorldIn.model_validate(data)
     except ValidationError as exc:
-        errors = [FieldError(_loc_to_path(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+        errors = [FieldError(field_path(e["loc"]), e["msg"]) for e in exc.errors()]
         raise InvalidInput(f"{source}: {len(errors)} problem(s) in the world file", errors) from None
     errors = _cross_check(model)
     if errors:

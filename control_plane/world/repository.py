@@ -149,6 +149,10 @@ def list_channels(session: Session) -> list[SalesChannel]:
     return [SalesChannel(c.code, c.name) for c in rows]
 
 
+def paused_channels(session: Session) -> frozenset[str]:
+    return frozenset(session.scalars(select(ChannelRow.code).where(ChannelRow.paused.is_(True))))
+
+
 def load_world(session: Session, name: str = "stored") -> World:
     """The world as stored: what a BIA run over the store analyses."""
     stock = {(r.site, r.sku): r.on_hand for r in session.scalars(select(StockRow))}
@@ -202,11 +206,9 @@ def _recovery(row: RecoveryRow) -> Recovery:
 
 
 def integration_health(session: Session) -> dict[str, Health]:
-    """Probed health of every integration, by code."""
-    return {
-        code: Health(health)
-        for code, health in session.execute(select(IntegrationRow.code, IntegrationRow.health))
-    }
+    """Probed health of every integration, by code; one marked down by hand (a runbook) is down."""
+    rows = session.execute(select(IntegrationRow.code, IntegrationRow.health, IntegrationRow.forced_down))
+    return {code: Health.DOWN if forced else Health(health) for code, health, forced in rows}
 
 
 # what a site was given this hour, whether it still holds it or has shipped it

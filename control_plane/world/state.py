@@ -65,6 +65,7 @@ class SiteStateCache:
         self._regions: dict[str, Region] = {}
         self._catalog: dict[str, Sku] = {}
         self._channels: frozenset[str] = frozenset()
+        self._paused: frozenset[str] = frozenset()
         self._db_counts: dict[str, int] = {}
         self._local_counts: Counter[str] = Counter()
 
@@ -90,10 +91,11 @@ class SiteStateCache:
             regions = {r.code: r for r in world_repo.list_regions(s)}
             catalog = world_repo.catalog(s)
             channels = frozenset(c.code for c in world_repo.list_channels(s))
+            paused = world_repo.paused_channels(s)
             counts = world_repo.routed_counts_since(s, hour_start(now))
         with self._lock:
             self._sites, self._regions, self._catalog = sites, regions, catalog
-            self._channels = channels
+            self._channels, self._paused = channels, paused
             self._db_counts = counts
             self._local_counts = Counter()
             self._loaded_at, self._hour = now, hour_start(now)
@@ -166,3 +168,8 @@ class SiteStateCache:
     def channels(self) -> frozenset[str]:
         self._ensure_fresh()
         return self._channels
+
+    def paused_channels(self) -> frozenset[str]:
+        """Channels whose intake an operator or a runbook paused (their orders get 503)."""
+        self._ensure_fresh()
+        return self._paused
