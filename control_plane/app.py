@@ -84,7 +84,12 @@ def create_app(
     # a runbook that cannot be read stops the start, like a bad calendar: not at 3 a.m. when it fires
     library = RunbookLibrary.load(settings.runbook_dir or SHIPPED_RUNBOOKS)
     runbooks = RunbookService(
-        ctx, site_ops, library, settings.runbook_approver_must_differ, settings.runbook_auto_start
+        ctx,
+        site_ops,
+        library,
+        settings.runbook_approver_must_differ,
+        settings.runbook_auto_start,
+        settings.runbook_lease_s,
     )
     prober = build_prober(ctx)
     scheduler = build_scheduler(

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     runbook_tick_s: float = Field(default=1.0, gt=0, le=60)
     runbook_approver_must_differ: bool = True
     runbook_auto_start: bool = True
+    # how long an execution stays with a process that stopped renewing it (it renews every third):
+    # after a crash, the next leader resumes the execution once this has run out
+    runbook_lease_s: float = Field(default=30.0, gt=0, le=3600)
 
     # the status dashboard: how long a login lasts; Secure cookies also over plain HTTP (behind a
     # TLS-terminating proxy that does not pass the scheme on); over https they are Secure anyway

@@ -4,7 +4,7 @@ The leader's job is run by hand (`advance_all`), as the scheduler would each tic
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 from sqlalchemy import select
 from test_dc_events import Api, make_api, world_sim
 
+from control_plane.runbook_runs import repository as repo
 from control_plane.runbook_runs.service import RunbookService
 from control_plane.store.db import make_session_factory
 from control_plane.store.tables import (
@@ -288,3 +289,18 @@ def test_bad_requests_start_nothing(api: Api, path: str, body: dict[str, Any], s
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert executions(api) == [] and audit_actions(api, "runbook") == []
+
+
+def test_an_execution_another_process_holds_is_left_until_its_lease_runs_out(api: Api) -> None:
+    ex_id = post(api, "/v1/runbooks/dc-outage/executions", {"params": {"site": "icheon"}}).json()["id"]
+    engine = engine_for(api.url)
+    now = datetime.now(UTC)
+    with make_session_factory(engine).begin() as s:  # a leader that lost the lead mid-step
+        assert repo.claim(s, ex_id, "old-leader", now, now + timedelta(minutes=5))
+    assert service(api).advance(ex_id) is False
+    assert execution(api, ex_id)["steps"] == []
+    with make_session_factory(engine).begin() as s:  # it died: its lease ran out
+        assert repo.claim(s, ex_id, "old-leader", now, now - timedelta(seconds=1))
+    engine.dispose()
+    assert service(api).advance(ex_id) is True
+    assert execution(api, ex_id)["status"] == "waiting_approval"

@@ -161,7 +161,12 @@ def test_a_sigkilled_control_plane_resumes_the_execution_and_runs_no_step_twice(
     books = tmp_path / "books"
     books.mkdir()
     (books / "fail-over-and-back.yaml").write_text(KILL_TEST)
-    env = {"DRCTL_RUNBOOK_DIR": str(books), "DRCTL_RUNBOOK_TICK_S": "0.25", "DRCTL_LEADER_POLL_S": "0.25"}
+    env = {
+        "DRCTL_RUNBOOK_DIR": str(books),
+        "DRCTL_RUNBOOK_TICK_S": "0.25",
+        "DRCTL_RUNBOOK_LEASE_S": "3",  # a kill during a tick leaves the lease: it runs out in 3 s
+        "DRCTL_LEADER_POLL_S": "0.25",
+    }
     bodies = mixed_orders(world, 8000, seed=47)
     with start_simulator(path) as sim:
         with control_plane(pg_url, tmp_path, env) as first:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,6 +83,30 @@ def live_execution_ids(session: Session) -> list[int]:
         .order_by(RunbookExecutionRow.id)
     )
     return list(session.scalars(stmt))
+
+
+def claim(session: Session, execution_id: int, owner: str, now: datetime, until: datetime) -> bool:
+    """Take the execution for `owner` until `until`, unless another process holds an unexpired lease."""
+    free = or_(
+        RunbookExecutionRow.lease_until.is_(None),
+        RunbookExecutionRow.lease_until < now,
+        RunbookExecutionRow.lease_owner == owner,
+    )
+    stmt = (
+        update(RunbookExecutionRow)
+        .where(RunbookExecutionRow.id == execution_id, free)
+        .values(lease_owner=owner, lease_until=until)
+    )
+    return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+
+
+def release(session: Session, execution_id: int, owner: str) -> None:
+    stmt = (
+        update(RunbookExecutionRow)
+        .where(RunbookExecutionRow.id == execution_id, RunbookExecutionRow.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+    session.execute(stmt)
 
 
 def step_runs(session: Session, execution_id: int) -> list[StepRunRow]:

@@ -10,8 +10,12 @@ built-in engine seeing it again start nothing more. Only the leader advances exe
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -43,9 +47,13 @@ class RunbookService:
         library: RunbookLibrary,
         approver_must_differ: bool,
         auto_start: bool = True,
+        lease_s: float = 30.0,
     ) -> None:
         self._ctx = ctx
         self._auto_start = auto_start
+        self._lease_s = lease_s
+        # this process, as the holder of an execution's lease
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:100]
         self._ops = ops
         self._library = library
         self._must_differ = approver_must_differ
@@ -180,14 +188,37 @@ class RunbookService:
                 )
         return len(ids)
 
-    def advance(self, execution_id: int) -> None:
-        ex, row = self._load(execution_id)
-        if ex.status in ENDED:
-            return
-        book = self._library.get(ex.runbook)
-        Engine(self._journal, self._effects(ex.runbook, execution_id, row.incident_id)).advance(
-            ex, book, self._ctx.clock()
-        )
+    def advance(self, execution_id: int) -> bool:
+        """Advance one execution as far as it goes now; False when another process holds it (a
+        leader that lost the lead in the middle of a step, until its lease runs out)."""
+        if not self._claim(execution_id):
+            return False
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(execution_id, done), daemon=True)
+        renewer.start()  # a long step (a failover) keeps the lease; a dead process's runs out soon
+        try:
+            ex, row = self._load(execution_id)
+            if ex.status not in ENDED:
+                effects = self._effects(ex.runbook, execution_id, row.incident_id)
+                Engine(self._journal, effects).advance(ex, self._library.get(ex.runbook), self._ctx.clock())
+        finally:
+            done.set()
+            renewer.join()
+            with self._ctx.sessions.begin() as s:
+                repo.release(s, execution_id, self._owner)
+        return True
+
+    def _claim(self, execution_id: int) -> bool:
+        now = self._ctx.clock()
+        with self._ctx.sessions.begin() as s:
+            return repo.claim(s, execution_id, self._owner, now, now + timedelta(seconds=self._lease_s))
+
+    def _renew(self, execution_id: int, done: threading.Event) -> None:
+        while not done.wait(self._lease_s / 3):
+            try:
+                self._claim(execution_id)
+            except Exception:  # the database is away: the lease may run out, the step goes on
+                log.warning("runbook execution %s: could not renew its lease", execution_id, exc_info=True)
 
     def _effects(self, runbook: str, execution_id: int, incident_id: int | None) -> ControlPlaneEffects:
         return ControlPlaneEffects(self._ctx, self._ops, f"runbook:{runbook}#{execution_id}", incident_id)

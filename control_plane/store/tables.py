@@ -523,6 +523,9 @@ class RunbookExecutionRow(Base):
     trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), nullable=True, index=True)
     abort_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the process advancing it now: a leader that lost the lead mid-step keeps it until it expires
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class StepRunRow(Base):

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("trigger", sa.JSON(), nullable=True),
         sa.Column("incident_id", _ID, nullable=True),
         sa.Column("abort_reason", sa.Text(), nullable=True),
+        sa.Column("lease_owner", sa.String(length=100), nullable=True),
+        sa.Column("lease_until", UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["incident_id"], ["incidents.id"], name=op.f("fk_runbook_executions_incident_id_incidents")
         ),
