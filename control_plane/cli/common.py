@@ -40,6 +40,18 @@ def parse_duration(text: str, option: str) -> timedelta:
     return span
 
 
+def file_or_shipped(name: str, shipped: Path, what: str) -> Path:
+    """A file, or the name of one shipped in `shipped` (`icheon-flood-at-peak`, `dc-outage`)."""
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    found = shipped / f"{name}.yaml"
+    if found.exists():
+        return found
+    known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+    raise InvalidInput(f"no {what} file or shipped {what} {name!r} (shipped: {known})")
+
+
 def engine_for(settings: Settings):  # type: ignore[no-untyped-def]
     from control_plane.store.db import make_engine
 

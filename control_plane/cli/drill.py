@@ -30,7 +30,7 @@ from chaos.drill.report import render_report
 from chaos.drill.runner import DrillRunner, Journal, LoadSpec
 from chaos.sim_process import SimAdmin
 from control_plane.cli import drill_local as local_runs
-from control_plane.cli.common import call_api
+from control_plane.cli.common import call_api, file_or_shipped
 from control_plane.cli.drill_world import DrillWorld
 from control_plane.cli.errors import from_api_answer
 from control_plane.domain import InvalidInput
@@ -46,15 +46,7 @@ DEFAULT_WORLD = Path("examples/kr-retail/world.yaml")
 
 
 def _experiment_path(name: str) -> Path:
-    """A file, or the name of a shipped experiment (`icheon-flood-at-peak`)."""
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    shipped = EXPERIMENTS / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
-    raise InvalidInput(f"no experiment file or shipped experiment {name!r} (shipped: {known})")
+    return file_or_shipped(name, EXPERIMENTS, "experiment")
 
 
 def _load(name: str) -> Experiment:

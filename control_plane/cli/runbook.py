@@ -8,30 +8,17 @@ file, option or parameter (nothing started).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from control_plane.cli.common import JSON, TOKEN, URL, call_api, out, print_json
+from control_plane.cli.common import JSON, TOKEN, URL, call_api, file_or_shipped, out, print_json
 from control_plane.domain import InvalidInput
 from control_plane.runbook_runs.library import SHIPPED
 from runbooks.model import load_runbook_file
 
 runbook_app = typer.Typer(help="Runbooks as code: list, validate, run, approve, abort.", no_args_is_help=True)
-
-
-def _file(name: str) -> Path:
-    """A file, or the name of a shipped runbook (`dc-outage`)."""
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    shipped = SHIPPED / f"{name}.yaml"
-    if shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
-    raise InvalidInput(f"no runbook file or shipped runbook {name!r} (shipped: {known})")
 
 
 @runbook_app.command("validate")
@@ -42,7 +29,7 @@ def validate(
     bad = 0
     for name in files:
         try:
-            book = load_runbook_file(_file(name))
+            book = load_runbook_file(file_or_shipped(name, SHIPPED, "runbook"))
         except InvalidInput as exc:
             bad += 1
             if not exc.errors:  # no such file, not YAML: the message says which and where

@@ -71,9 +71,11 @@ class ControlPlaneEffects:
             breaker = find_breaker(ctx, args["name"])
             return override(ctx.sessions, breaker, action.split(".")[1], actor.name, args["reason"], now)  # type: ignore[arg-type]
         if action in ("channel.pause", "channel.resume"):
-            return self._pause(actor, args["channel"], action == "channel.pause", args["reason"])
+            paused = action == "channel.pause"
+            return self._set(actor, action, "channel", args["channel"], "paused", paused, args["reason"])
         if action == "site.capacity":
-            return self._capacity(actor, args["site"], int(args["capacity_per_hour"]), args["reason"])
+            cap = int(args["capacity_per_hour"])
+            return self._set(actor, action, "site", args["site"], "capacity_per_hour", cap, args["reason"])
         if action in ("integration.mark_down", "integration.clear"):
             return self._integration(
                 actor, args["integration"], action == "integration.mark_down", args["reason"]
@@ -82,46 +84,22 @@ class ControlPlaneEffects:
             return self._note(args["message"], actor, resumed, now)
         raise ActionFailed(f"{action} is not an action this control plane carries out")
 
-    def _pause(self, actor: Actor, channel: str, paused: bool, reason: str) -> dict[str, Any]:
+    def _set(
+        self, actor: Actor, action: str, kind: str, code: str, field: str, value: Any, reason: str
+    ) -> dict[str, Any]:
+        """Set one field of a channel, site or integration, audited; routing sees it at once here and
+        on the other replicas within a cache refresh."""
         now = self._ctx.clock()
         with self._ctx.sessions.begin() as s:
-            before = repo.set_channel_paused(s, channel, paused)
+            before = repo.set_field(s, kind, code, field, value)
             if before is None:
-                raise NotFound(f"no sales channel {channel!r}")
-            action = "channel.pause" if paused else "channel.resume"
+                raise NotFound(f"no {kind} {code!r}")
             audit_log.audit(
-                s, now, actor.name, action, f"channel:{channel}", {"paused": before}, {"paused": paused},
-                reason, actor.idempotency_key,
-            )  # fmt: skip
-        self._ctx.sites.refresh()  # this process sees it at once; the other replicas within a refresh
-        return {"channel": channel, "paused": paused, "was_paused": before}
-
-    def _integration(self, actor: Actor, code: str, down: bool, reason: str) -> dict[str, Any]:
-        now = self._ctx.clock()
-        with self._ctx.sessions.begin() as s:
-            before = repo.set_integration_down(s, code, down)
-            if before is None:
-                raise NotFound(f"no integration {code!r}")
-            action = "integration.mark_down" if down else "integration.clear"
-            audit_log.audit(
-                s, now, actor.name, action, f"integration:{code}", {"forced_down": before},
-                {"forced_down": down}, reason, actor.idempotency_key,
-            )  # fmt: skip
-        self._ctx.sites.refresh()  # impairment (and so routing) follows at once here
-        return {"integration": code, "forced_down": down, "was": before}
-
-    def _capacity(self, actor: Actor, site: str, capacity: int, reason: str) -> dict[str, Any]:
-        now = self._ctx.clock()
-        with self._ctx.sessions.begin() as s:
-            before = repo.set_site_capacity(s, site, capacity)
-            if before is None:
-                raise NotFound(f"no site {site!r}")
-            audit_log.audit(
-                s, now, actor.name, "site.capacity", f"site:{site}", {"capacity_per_hour": before},
-                {"capacity_per_hour": capacity}, reason, actor.idempotency_key,
+                s, now, actor.name, action, f"{kind}:{code}", {field: before}, {field: value}, reason,
+                actor.idempotency_key,
             )  # fmt: skip
         self._ctx.sites.refresh()
-        return {"site": site, "capacity_per_hour": capacity, "was": before}
+        return {kind: code, field: value, "was": before}
 
     def _note(self, message: str, actor: Actor, resumed: bool, now: datetime) -> dict[str, Any]:
         if self._incident_id is None:

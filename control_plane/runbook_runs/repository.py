@@ -150,28 +150,23 @@ def world_names(session: Session) -> dict[str, set[str]]:
     }
 
 
-def set_channel_paused(session: Session, channel: str, paused: bool) -> bool | None:
-    """Pause or resume a sales channel; its previous state, or None when there is no such channel."""
-    row = session.get(ChannelRow, channel)
+_SETTABLE: dict[str, tuple[type[Any], set[str]]] = {
+    "channel": (ChannelRow, {"paused"}),
+    "site": (SiteRow, {"capacity_per_hour"}),
+    "integration": (IntegrationRow, {"forced_down"}),
+}
+
+
+def set_field(session: Session, kind: str, code: str, field: str, value: Any) -> Any:
+    """Set a runbook-settable field of a channel, site or integration; its previous value, or None
+    when there is no such one."""
+    table, fields = _SETTABLE[kind]
+    assert field in fields, f"{kind}.{field} is not settable by a runbook"
+    row = session.get(table, code)
     if row is None:
         return None
-    before, row.paused = row.paused, paused
-    return before
-
-
-def set_integration_down(session: Session, integration: str, down: bool) -> bool | None:
-    row = session.get(IntegrationRow, integration)
-    if row is None:
-        return None
-    before, row.forced_down = row.forced_down, down
-    return before
-
-
-def set_site_capacity(session: Session, site: str, capacity_per_hour: int) -> int | None:
-    row = session.get(SiteRow, site)
-    if row is None:
-        return None
-    before, row.capacity_per_hour = row.capacity_per_hour, capacity_per_hour
+    before = getattr(row, field)
+    setattr(row, field, value)
     return before
 
 
