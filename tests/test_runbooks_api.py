@@ -265,10 +265,22 @@ def test_the_kill_switch_stops_a_trigger_from_starting_anything(api: Api) -> Non
     assert executions(api) == []
     notes = [r.message for r in rows(api, select(IncidentEventRow.message))]
     assert any("automatic starts are paused (maintenance window)" in m for m in notes)
-    # a start by hand is still possible; resuming lets the next alert start its runbook
+    # a start by hand is still possible, and goes on the open incident of its site
+    by_hand = post(api, "/v1/runbooks/dc-outage/executions", {"params": {"site": "icheon"}}).json()
+    incident = rows(
+        api, select(IncidentEventRow.incident_id).where(IncidentEventRow.message.contains("paused"))
+    )
+    assert by_hand["incident_id"] == incident[0][0] and by_hand["started_by"].startswith("test-operator")
+    api.client.post(
+        f"/v1/runbook-executions/{by_hand['id']}/abort",
+        json={"reason": "test"},
+        headers=api.as_role("operator"),
+    )
+    # resuming lets the next alert start its runbook
     assert post(api, "/v1/runbooks/resume", {"reason": "done"}).status_code == 200
     assert alertmanager(api, "firing", fingerprint="fp-3", starts="2026-12-04T04:00:00Z").status_code == 200
-    assert [r.runbook for r in executions(api)] == ["dc-outage"]
+    assert [(r.runbook, r.started_by) for r in executions(api)][-1] == ("dc-outage", "alert:SiteDown")
+    assert len(executions(api)) == 2  # the one by hand, and the alert's
     assert audit_actions(api, "runbooks.") == ["runbooks.pause", "runbooks.resume"]
 
 

@@ -71,7 +71,10 @@ class RunbookService:
         values = self._bind(book, params, {})
         now = self._ctx.clock()
         with self._ctx.sessions.begin() as s:
-            row = repo.add_execution(s, name, values, ExecStatus.RUNNING.value, actor.name, now, dry_run)
+            incident = None if dry_run else self._open_incident_of(s, book, values)
+            row = repo.add_execution(
+                s, name, values, ExecStatus.RUNNING.value, actor.name, now, dry_run, incident_id=incident
+            )
             assert row is not None
             audit_log.audit(
                 s, now, actor.name, "runbook.start", f"runbook:{name}", None,
@@ -79,12 +82,26 @@ class RunbookService:
             )  # fmt: skip
             s.flush()
             execution_id = row.id
+            if incident is not None:
+                message = f"runbook {name} #{execution_id} started by {actor.name}"
+                incident_repo.add_event(s, incident, now, "runbook", message)
         ex = self._load(execution_id)[0]
         if dry_run:
             Engine(self._journal, self._effects(ex.runbook, execution_id, None)).dry_run(ex, book, now)
         else:
             log.warning("runbook %s #%s started by %s", name, execution_id, actor.name)
         return self.get(execution_id)
+
+    @staticmethod
+    def _open_incident_of(s: Session, book: Runbook, values: Mapping[str, Any]) -> int | None:
+        """The open incident of the site or integration a hand-started runbook is about, if any: its
+        steps then go on that incident's timeline, as an alert-started one's do."""
+        for name, param in book.params.items():
+            if param.type in ("site", "integration"):
+                incident = incident_repo.open_incident_for(s, str(values[name]))
+                if incident is not None:
+                    return incident.id
+        return None
 
     def _bind(
         self,
