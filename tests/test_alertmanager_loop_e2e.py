@@ -65,9 +65,18 @@ def test_a_down_dc_ends_as_an_open_incident_and_its_recovery_resolves_it(pg_url:
                 40,
                 "the resolve",
             )
-            kinds = [e["kind"] for e in resolved["timeline"]]
+            kinds = [e["kind"] for e in resolved["timeline"] if not e["kind"].startswith("runbook")]
             assert kinds == ["opened", "alert_firing", "alert_resolved", "resolved"], kinds
             assert len(viewer.get("/v1/incidents").json()) == 1  # repeats from Alertmanager added nothing
+            # the webhook started the DC-outage runbook once; the DC came back before any approval
+            runs = prom.wait_for(
+                lambda: (
+                    (r := viewer.get("/v1/runbook-executions").json()) and r[0]["status"] == "aborted" and r
+                ),
+                10,
+                "the waiting runbook aborted",
+            )
+            assert [(r["runbook"], r["started_by"]) for r in runs] == [("dc-outage", "alert:SiteDown")], runs
         audit = cp.client(tokens["admin"]).get("/v1/audit", params={"action": "alertmanager.notification"})
         assert len(audit.json()) == 2
 

@@ -316,3 +316,17 @@ def test_an_execution_another_process_holds_is_left_until_its_lease_runs_out(api
     engine.dispose()
     assert service(api).advance(ex_id) is True
     assert execution(api, ex_id)["status"] == "waiting_approval"
+
+
+def test_a_runbook_still_waiting_when_its_incident_resolves_is_aborted(api: Api) -> None:
+    assert alertmanager(api, "firing", fingerprint="fp-4").status_code == 200
+    ((ex_id,),) = rows(api, select(RunbookExecutionRow.id))
+    service(api).advance_all()
+    assert execution(api, ex_id)["status"] == "waiting_approval"
+    # the DC came back before anyone approved: a late approval must not fail it over
+    assert alertmanager(api, "resolved", fingerprint="fp-4").status_code == 200
+    service(api).advance_all()
+    ex = execution(api, ex_id)
+    assert ex["status"] == "aborted" and "resolved before anyone approved" in ex["abort_reason"]
+    assert post(api, f"/v1/runbook-executions/{ex_id}/approve", {}, role="admin").status_code == 409
+    assert accepting(api, "icheon")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from control_plane.store.tables import (
     ChannelRow,
     IncidentEventRow,
+    IncidentRow,
     IntegrationRow,
     RunbookExecutionRow,
     RunbookSwitchRow,
@@ -168,6 +169,11 @@ def set_field(session: Session, kind: str, code: str, field: str, value: Any) ->
     before = getattr(row, field)
     setattr(row, field, value)
     return before
+
+
+def incident_resolved(session: Session, incident_id: int) -> bool:
+    row = session.get(IncidentRow, incident_id)
+    return row is not None and row.status == "resolved"
 
 
 def incident_note_exists(session: Session, incident_id: int, key: str) -> bool:

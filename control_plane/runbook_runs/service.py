@@ -214,6 +214,8 @@ class RunbookService:
         renewer = threading.Thread(target=self._renew, args=(execution_id, done), daemon=True)
         renewer.start()  # a long step (a failover) keeps the lease; a dead process's runs out soon
         try:
+            if self._abort_if_resolved(execution_id):
+                return True
             ex, row = self._load(execution_id)
             if ex.status not in ENDED:
                 effects = self._effects(ex.runbook, execution_id, row.incident_id)
@@ -300,34 +302,21 @@ class RunbookService:
                 raise NotFound(f"no runbook execution {execution_id}")
             if row.status in {e.value for e in ENDED}:
                 raise Conflict(f"execution {execution_id} has ended ({row.status})", rule="ended")
-            before = row.status
-            row.status, row.abort_reason, row.ended_at, row.updated_at = (
-                ExecStatus.ABORTED.value,
-                reason,
-                now,
-                now,
-            )
-            audit_log.audit(
-                s,
-                now,
-                actor.name,
-                "runbook.abort",
-                f"runbook-execution:{execution_id}",
-                {"status": before},
-                {"status": row.status},
-                reason,
-                actor.idempotency_key,
-            )
-            if row.incident_id is not None:
-                incident_repo.add_event(
-                    s,
-                    row.incident_id,
-                    now,
-                    "runbook",
-                    f"runbook {row.runbook} #{execution_id} aborted by {actor.name}: {reason}",
-                )
-        log.warning("runbook execution %s aborted by %s: %s", execution_id, actor.name, reason)
+            _abort(s, row, actor, reason, now)
         return self.get(execution_id)
+
+    def _abort_if_resolved(self, execution_id: int) -> bool:
+        """An execution still waiting for an approval when its incident resolved (the DC came back
+        first) is aborted: a late approval must not fail over a site that is fine again."""
+        now = self._ctx.clock()
+        with self._ctx.sessions.begin() as s:
+            row = repo.get_execution(s, execution_id, lock=True)
+            if row is None or row.status != ExecStatus.WAITING_APPROVAL.value or row.incident_id is None:
+                return False
+            if not repo.incident_resolved(s, row.incident_id):
+                return False
+            _abort(s, row, Actor("drctl"), "its incident was resolved before anyone approved", now)
+            return True
 
     def set_paused(self, paused: bool, actor: Actor, reason: str) -> dict[str, Any]:
         now = self._ctx.clock()
@@ -391,6 +380,20 @@ _EXECUTION_FIELDS = (
     "id", "runbook", "status", "params", "dry_run", "cursor", "started_by", "started_at", "updated_at",
     "ended_at", "error", "incident_id", "trigger", "abort_reason",
 )  # fmt: skip
+
+
+def _abort(s: Session, row: RunbookExecutionRow, actor: Actor, reason: str, now: datetime) -> None:
+    before = row.status
+    row.status, row.abort_reason, row.ended_at, row.updated_at = ExecStatus.ABORTED.value, reason, now, now
+    subject = f"runbook-execution:{row.id}"
+    after = {"status": row.status}
+    audit_log.audit(
+        s, now, actor.name, "runbook.abort", subject, {"status": before}, after, reason, actor.idempotency_key
+    )
+    if row.incident_id is not None:
+        message = f"runbook {row.runbook} #{row.id} aborted by {actor.name}: {reason}"
+        incident_repo.add_event(s, row.incident_id, now, "runbook", message)
+    log.warning("runbook execution %s aborted by %s: %s", row.id, actor.name, reason)
 
 
 def execution_json(row: RunbookExecutionRow) -> dict[str, Any]:
