@@ -29,6 +29,7 @@ from control_plane.monitoring.scheduler import LeaderJob
 from control_plane.notices import endpoints as notices
 from control_plane.operations import endpoints as operations
 from control_plane.operations.auto_failover import AutoFailover
+from control_plane.operations.expiry import FailoverExpiry
 from control_plane.operations.moves import MoveConfig, SiteMover
 from control_plane.operations.service import SiteOperations
 from control_plane.orders import endpoints as orders
@@ -91,11 +92,17 @@ def create_app(
         settings.runbook_auto_start,
         settings.runbook_lease_s,
     )
+    expiry = FailoverExpiry(
+        site_ops, ctx.sessions, clock, settings.failover_expiry_policy, settings.failover_expiry_ramp_s
+    )
     prober = build_prober(ctx)
     scheduler = build_scheduler(
         ctx,
         prober,
-        [LeaderJob("runbooks", runbooks.advance_all, settings.runbook_tick_s)],
+        [
+            LeaderJob("runbooks", runbooks.advance_all, settings.runbook_tick_s),
+            LeaderJob("failover-expiry", expiry.check, 1.0),
+        ],
         runbooks.on_alert,
     )
     loop = BackgroundLoop(ctx, prober, extra_jobs=[auto.check])
@@ -133,6 +140,7 @@ def create_app(
         lambda _: settings.auth_failures_per_s, burst=settings.auth_failure_burst, max_keys=10_000
     )
     app.state.operations = site_ops
+    app.state.failover_expiry = expiry
     app.state.runbooks = runbooks
     app.state.alert_hook = runbooks.on_alert
     # a calendar that cannot be read stops the start: a typo must not quietly allow drills at peak

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # automatic failover when a site's breaker stays open: off | propose | on
     auto_failover: Literal["off", "propose", "on"] = "off"
     auto_failover_after_s: float = 60.0
+    # a failover given an expiry: once it has passed, propose the failback (incident event and the
+    # FailoverExpired alert) or, with `auto`, do it (ramped) as soon as its safety rules pass
+    failover_expiry_policy: Literal["propose", "auto"] = "propose"
+    failover_expiry_ramp_s: float = Field(default=600.0, ge=0, le=86_400)
 
     # chaos drills: none starts inside a peak window of the commerce calendar unless forced; a
     # running drill that has not been heard from for this long is shown as lost (killed?)

@@ -30,6 +30,7 @@ SUBJECTS: Mapping[str, tuple[str, str]] = {
     "BreakerOpen": ("site_outage", "breaker"),
     "IntegrationDown": ("integration_outage", "integration"),
     "BackupCapacityHigh": ("capacity", "site"),
+    "FailoverExpired": ("site_outage", "site"),
     "OrdersHeld": ("capacity", "orders-held"),
 }
 FIRING_KIND = "alert_firing"

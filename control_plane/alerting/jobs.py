@@ -26,6 +26,7 @@ from control_plane.alerting.observation import (
     Observation,
 )
 from control_plane.notices import repository as notice_repo
+from control_plane.operations.repository import expired_failovers
 from control_plane.orders import repository as order_repo
 from control_plane.store.tables import OrderRow
 from control_plane.world import repository as world_repo
@@ -105,6 +106,11 @@ class AlertEvaluator:
                 code: (r.recover_s, rto_hours * 3600)
                 for code, r in world_repo.last_recoveries(s).items()
                 if (rto_hours := rto.get(code)) is not None
+            },
+            failovers_expired={
+                r.code: (now - r.failover_expires_at).total_seconds()
+                for r in expired_failovers(s, now)
+                if r.failover_expires_at is not None
             },
             notices={
                 channel: DeliveryCounts(sent, failed)

@@ -49,3 +49,5 @@ class Observation:
     intake: Mapping[str, IntakeRate] = field(default_factory=dict)  # by sales channel
     # last measured recovery and the RTO target now, in seconds, of sites that have both
     site_recovery: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # sites still failed over past their failover's expiry: seconds past it
+    failovers_expired: Mapping[str, float] = field(default_factory=dict)

@@ -38,6 +38,9 @@ def builtin_rules(t: Thresholds = Thresholds()) -> tuple[AlertRule, ...]:
     def site_down(o: Observation) -> list[Sample]:
         return [Sample({"site": s}, 0.0) for s, h in sorted(o.site_health.items()) if h is Health.DOWN]
 
+    def failover_expired(o: Observation) -> list[Sample]:
+        return [Sample({"site": site}, past) for site, past in sorted(o.failovers_expired.items())]
+
     def integration_down(o: Observation) -> list[Sample]:
         return [
             Sample({"integration": i}, 0.0)
@@ -121,6 +124,15 @@ def builtin_rules(t: Thresholds = Thresholds()) -> tuple[AlertRule, ...]:
             orders_held,
             summary="Orders are held: no DC can take them",
             description="{value:.0f} orders are held and retried; check DC health, stock and capacity.",
+        ),
+        AlertRule(
+            "FailoverExpired",
+            "warning",
+            0.0,
+            failover_expired,
+            summary="The failover of {site} has expired",
+            description="{site} is still out of routing {value:.0f} s past its failover's expiry: fail it "
+            "back, or fail it over again with a new expiry.",
         ),
         AlertRule(
             "BackupCapacityHigh",

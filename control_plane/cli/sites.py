@@ -13,6 +13,7 @@ from control_plane.cli.common import (
     URL,
     call_api,
     out,
+    parse_duration,
     print_json,
     print_rules,
 )
@@ -33,6 +34,9 @@ def failover(
         list[str] | None, typer.Option("--to", help="limit where orders may go (repeatable)")
     ] = None,
     force: Annotated[bool, typer.Option(help="override refusing safety rules (audited)")] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="propose (or, by policy, do) the failback after e.g. 2h or 1d")
+    ] = None,
     url: URL = "http://127.0.0.1:8000",
     token: TOKEN = None,
     as_json: JSON = False,
@@ -43,7 +47,9 @@ def failover(
     overrides, audited), failed, or the control plane cannot be reached (nothing changed: retry
     when it is back); 2 a bad option, an unknown site or input the API rejects (nothing changed).
     """
-    body = {"reason": reason, "dry_run": dry_run, "force": force, "targets": to or None}
+    body: dict[str, object] = {"reason": reason, "dry_run": dry_run, "force": force, "targets": to or None}
+    if expires is not None:
+        body["expires_in"] = parse_duration(expires, "--expires").total_seconds()
     answer = call_api(url, token, "POST", f"/v1/sites/{site}/failover", body)
     if as_json:
         print_json(answer)
@@ -54,6 +60,8 @@ def failover(
     out.print(f"plan: {plan['orders_to_move']} orders, per target {plan['per_target']}, {plan['late']} late")
     if not dry_run:
         out.print(f"moved: {answer['moved']}  incident #{answer['incident_id']}")
+    if answer.get("expires_at"):
+        out.print(f"expires at {answer['expires_at']}: a failback is proposed then")
 
 
 def failback(

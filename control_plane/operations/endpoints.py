@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from control_plane.auth.deps import Admin, Operator, SessionDep, Viewer
+from control_plane.domain import FieldError, InvalidInput
 from control_plane.operations import repository as incident_repo
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
 from control_plane.web.inputs import StrictIn
 from control_plane.web.params import Code, RowId
 
 router = APIRouter(tags=["operations"])
+
+
+MAX_EXPIRY = timedelta(days=30)
 
 
 class FailoverIn(StrictIn):
@@ -25,6 +29,27 @@ class FailoverIn(StrictIn):
     targets: list[str] | None = Field(default=None, description="sites moved orders may go to; default: any")
     dry_run: bool = False
     force: bool = Field(default=False, description="override refusing safety rules (audited)")
+    expires_in: float | None = Field(
+        default=None, gt=0, le=MAX_EXPIRY.total_seconds(), description="seconds until a failback is proposed"
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="when a failback is proposed (or done)"
+    )
+
+    def expiry(self, now: datetime) -> datetime | None:
+        """When the failover expires; InvalidInput for both given, a past time or one too far ahead."""
+        if self.expires_in is not None and self.expires_at is not None:
+            raise InvalidInput(
+                "give expires_in or expires_at, not both", [FieldError("expires_at", "and expires_in")]
+            )
+        if self.expires_in is not None:
+            return now + timedelta(seconds=self.expires_in)
+        if self.expires_at is None:
+            return None
+        if not now < self.expires_at <= now + MAX_EXPIRY:
+            message = f"must lie between now and {MAX_EXPIRY.days} days ahead"
+            raise InvalidInput(f"expires_at: {message}", [FieldError("expires_at", message)])
+        return self.expires_at.astimezone(UTC)
 
 
 class FailbackIn(StrictIn):
@@ -51,7 +76,15 @@ def failover(
         who,
         key,
         200,
-        lambda actor: ops.failover(actor, code, body.reason, body.targets, body.dry_run, body.force),
+        lambda actor: ops.failover(
+            actor,
+            code,
+            body.reason,
+            body.targets,
+            body.dry_run,
+            body.force,
+            expires_at=body.expiry(request.app.state.ctx.clock()),
+        ),
         request_hash=digest,
     )
 

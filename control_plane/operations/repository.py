@@ -196,8 +196,16 @@ def last_change(session: Session, site: str, kind: str) -> SiteChangeRow | None:
     return session.scalar(stmt)
 
 
-def switch_routing(session: Session, code: str, accepting: bool, now: datetime, ramp_s: float = 0.0) -> None:
-    """Take the site out of routing, or put it back (ramping from 10 % over `ramp_s` when > 0).
+def switch_routing(
+    session: Session,
+    code: str,
+    accepting: bool,
+    now: datetime,
+    ramp_s: float = 0.0,
+    expires_at: datetime | None = None,
+) -> None:
+    """Take the site out of routing (until `expires_at`, if given), or put it back (ramping from
+    10 % over `ramp_s` when > 0; any expiry ends).
 
     The row is locked FOR UPDATE first: see `site_row`.
     """
@@ -207,6 +215,19 @@ def switch_routing(session: Session, code: str, accepting: bool, now: datetime, 
     row.accepting, row.updated_at = accepting, now
     if accepting:
         row.ramp_started_at, row.ramp_duration_s = (now, ramp_s) if ramp_s > 0 else (None, None)
+        row.failover_expires_at = row.failback_proposed_at = None
+    elif expires_at is not None:
+        row.failover_expires_at, row.failback_proposed_at = expires_at, None
+
+
+def expired_failovers(session: Session, now: datetime) -> list[SiteRow]:
+    """Sites out of routing whose failover's expiry has passed, oldest expiry first."""
+    stmt = (
+        select(SiteRow)
+        .where(SiteRow.accepting.is_(False), SiteRow.failover_expires_at <= now)
+        .order_by(SiteRow.failover_expires_at)
+    )
+    return list(session.scalars(stmt))
 
 
 def count_moves(session: Session, incident_id: int, moved: int, held: int, now: datetime) -> None:

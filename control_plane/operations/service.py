@@ -62,8 +62,10 @@ class SiteOperations:
         dry_run: bool,
         force: bool,
         trigger: str = "operator",
+        expires_at: datetime | None = None,
     ) -> dict[str, Any]:
         """Stop routing to `code`, then move every order live there; re-run, finish what is left.
+        With `expires_at`, a failback is proposed (or, by policy, done) once it has passed.
 
         A site already out of routing with live orders still there (an earlier failover died, or
         was stopped mid-way) is a resumption: no rules (that decision is taken and audited), no new
@@ -93,6 +95,7 @@ class SiteOperations:
             "accepting_before": site.accepting,
             "plan": plan.to_json_dict(),
             "rules": [r.to_json_dict() for r in rules],
+            "expires_at": expires_at.isoformat() if expires_at else None,
         }
         if dry_run:
             return answer
@@ -109,7 +112,7 @@ class SiteOperations:
             raise
         try:
             incident_id = self._stop_routing(
-                actor, code, reason, overridden, len(orders), now, trigger, resuming
+                actor, code, reason, overridden, len(orders), now, trigger, resuming, expires_at
             )
             statuses = {o.order_id: o.status for o in orders}
             report = self._mover.move_all(
@@ -190,6 +193,7 @@ class SiteOperations:
         now: datetime,
         trigger: str,
         resuming: bool,
+        expires_at: datetime | None = None,
     ) -> int:
         """Take the site out of routing everywhere at once; return its incident.
 
@@ -199,13 +203,14 @@ class SiteOperations:
         its cached state says, and the move's reading of the site catches every order there.
         """
         with self._ctx.sessions.begin() as s:
-            incident_repo.switch_routing(s, code, False, now)
+            incident_repo.switch_routing(s, code, False, now, expires_at=expires_at)
             incident = incident_repo.ensure_open_incident(
                 s, "site_outage", code, trigger, f"{code} failed over: {reason}", now, in_flight
             )
             what = "resumed" if resuming else "stopped"
+            until = f" until {expires_at.isoformat()}" if expires_at else ""
             incident_repo.add_event(
-                s, incident.id, now, "failover", f"routing to {code} {what} by {actor.name}"
+                s, incident.id, now, "failover", f"routing to {code} {what} by {actor.name}{until}"
             )
             _audit_routing_change(s, actor, code, "failover.resumed" if resuming else "failover",
                                   False, overridden, reason, now)  # fmt: skip

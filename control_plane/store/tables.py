@@ -71,6 +71,9 @@ class SiteRow(Base):
     # a failback may ramp routing back from 10 % to 100 % of the site's orders over this window
     ramp_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     ramp_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # a failover given an expiry (as a zonal shift is): past it, a failback is proposed (or done)
+    failover_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    failback_proposed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # runtime: routing control (operators/automation) and probed health
     accepting: Mapped[bool] = mapped_column(Boolean, default=True)
     health: Mapped[str] = mapped_column(String(16), default="unknown")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
 
 from control_plane.auth.deps import Ctx, Operator, SessionDep, Viewer
@@ -23,8 +25,14 @@ def _recovery_out(r: Recovery | None) -> RecoveryOut | None:
     )  # fmt: skip
 
 
-def _site_out(st: SiteState, impaired_by: tuple[str, ...] = (), recovery: Recovery | None = None) -> SiteOut:
+def _site_out(
+    st: SiteState,
+    impaired_by: tuple[str, ...] = (),
+    recovery: Recovery | None = None,
+    expires_at: datetime | None = None,
+) -> SiteOut:
     return SiteOut(
+        failover_expires_at=expires_at,
         code=st.site.code,
         name=st.site.name,
         region=st.site.region,
@@ -48,8 +56,10 @@ def _site_out(st: SiteState, impaired_by: tuple[str, ...] = (), recovery: Recove
 @router.get("/v1/sites")
 def list_sites(ctx: Ctx, session: SessionDep, _: Viewer) -> list[SiteOut]:
     why, measured = ctx.sites.impairments(), world_repo.last_recoveries(session)
+    expiries = world_repo.failover_expiries(session)
     return [
-        _site_out(st, why.get(st.site.code, ()), measured.get(st.site.code)) for st in ctx.sites.snapshot()
+        _site_out(st, why.get(st.site.code, ()), measured.get(st.site.code), expiries.get(st.site.code))
+        for st in ctx.sites.snapshot()
     ]
 
 
@@ -58,7 +68,8 @@ def get_site(code: Code, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
     for st in ctx.sites.snapshot():
         if st.site.code == code:
             measured = world_repo.last_recoveries(session).get(code)
-            return _site_out(st, ctx.sites.impairments().get(code, ()), measured)
+            expires = world_repo.failover_expiries(session).get(code)
+            return _site_out(st, ctx.sites.impairments().get(code, ()), measured, expires)
     raise NotFound(f"no site {code!r}")
 
 

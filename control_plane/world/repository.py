@@ -149,6 +149,12 @@ def list_channels(session: Session) -> list[SalesChannel]:
     return [SalesChannel(c.code, c.name) for c in rows]
 
 
+def failover_expiries(session: Session) -> dict[str, datetime]:
+    """Site -> when its failover expires, for sites failed over with an expiry."""
+    stmt = select(SiteRow.code, SiteRow.failover_expires_at).where(SiteRow.failover_expires_at.is_not(None))
+    return {code: at for code, at in session.execute(stmt)}
+
+
 def paused_channels(session: Session) -> frozenset[str]:
     return frozenset(session.scalars(select(ChannelRow.code).where(ChannelRow.paused.is_(True))))
 

@@ -40,6 +40,7 @@ class SiteOut(BaseModel):
     impaired: bool = False
     impaired_by: list[str] = []  # why an integration outage leaves the site unable to ship
     last_recovery: RecoveryOut | None = None  # beside rto_hours: the target and what was measured
+    failover_expires_at: datetime | None = None  # a failover with an expiry: when a failback is due
 
 
 class BreakerOut(BaseModel):

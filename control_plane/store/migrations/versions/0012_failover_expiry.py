@@ -1,0 +1,30 @@
+"""a failover's expiry, and when its failback was proposed
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from control_plane.store.types import UtcDateTime
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sites") as t:
+        t.add_column(sa.Column("failover_expires_at", UtcDateTime(timezone=True), nullable=True))
+        t.add_column(sa.Column("failback_proposed_at", UtcDateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("sites") as t:
+        t.drop_column("failback_proposed_at")
+        t.drop_column("failover_expires_at")
