@@ -119,6 +119,7 @@ class BackgroundLoop:
                 m.integration_health.labels(code).set(HEALTH_VALUE[health.value])
             firing = alert_repo.firing_counts(s)
             recoveries = world_repo.last_recoveries(s)
+            expiries = world_repo.failover_expiries(s)
         # every replica exports the same alert gauges, read from the shared store
         for rule in RULE_NAMES:
             m.alerts_firing.labels(rule).set(firing.get(rule, 0))
@@ -132,3 +133,5 @@ class BackgroundLoop:
                 m.site_rto_seconds.labels(code).set(st.site.rto_hours * 3600)
             if code in recoveries:
                 m.drill_recovery_seconds.labels(code).set(recoveries[code].recover_s)
+            expires = expiries.get(code)
+            m.site_failover_expires.labels(code).set(expires.timestamp() if expires else 0)

@@ -132,6 +132,13 @@ class Metrics:
             "drctl_site_rto_seconds", "The site's RTO target from the latest BIA", ["site"], registry=reg,
             **gauge_mode,
         )  # fmt: skip
+        self.site_failover_expires = Gauge(
+            "drctl_site_failover_expires_timestamp_seconds",
+            "When the site's failover expires (Unix time; 0: no expiring failover)",
+            ["site"],
+            registry=reg,
+            **gauge_mode,
+        )
         self.probe_seconds = Histogram(
             "drctl_probe_seconds",
             "Duration of one health probe (failed probes included)",

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from chaos.order_stream import OrderFactory
@@ -117,6 +118,11 @@ def test_past_its_expiry_a_failover_proposes_its_failback_once(make_stack: Any) 
         assert st.app.state.failover_expiry.check() == []
     assert len(proposals(st)) == 1 and "drctl failback icheon" in proposals(st)[0]
     assert st.site("icheon")["accepting"] is False
+    # Prometheus sees the expiry (FailoverExpired's PromQL twin reads it; deploy/prometheus)
+    st.app.state.background._refresh_gauges()
+    families = text_string_to_metric_families(st.client.get("/metrics").text)
+    gauge = next(f for f in families if f.name == "drctl_site_failover_expires_timestamp_seconds")
+    assert {s.labels["site"]: s.value for s in gauge.samples}["icheon"] == pytest.approx(expires.timestamp())
     # a failback by hand ends the expiry
     resp = st.post("/v1/sites/icheon/failback", {"reason": "pumped out"})
     assert resp.status_code == 200, resp.text

@@ -46,6 +46,8 @@ DESIGN_METRICS = {
     "drctl_drill_recovery_seconds",
     # beside DESIGN's list: the RTO target RecoveryExceedsRto compares the measured recovery with
     "drctl_site_rto_seconds",
+    # and when a failover expires (FailoverExpired)
+    "drctl_site_failover_expires_timestamp_seconds",
 }
 METRIC = re.compile(r"\bdrctl_[a-z_]+")
 DURATION = re.compile(r"(\d+)([smhdw])")
