@@ -16,6 +16,7 @@ from control_plane.alerting import endpoints as alerting
 from control_plane.auth.deps import TokenCache
 from control_plane.background import BackgroundLoop
 from control_plane.bia_runs import endpoints as bia
+from control_plane.bia_runs.jobs import BiaSchedule
 from control_plane.context import AppContext, build_context, utcnow
 from control_plane.dashboard import routes as dashboard
 from control_plane.dashboard.view import SeriesCache
@@ -95,6 +96,9 @@ def create_app(
     expiry = FailoverExpiry(
         site_ops, ctx.sessions, clock, settings.failover_expiry_policy, settings.failover_expiry_ramp_s
     )
+    bia_schedule = BiaSchedule(
+        ctx.bia, ctx.sessions, clock, settings.bia_schedule_s, settings.bia_schedule_days
+    )
     prober = build_prober(ctx)
     scheduler = build_scheduler(
         ctx,
@@ -102,6 +106,7 @@ def create_app(
         [
             LeaderJob("runbooks", runbooks.advance_all, settings.runbook_tick_s),
             LeaderJob("failover-expiry", expiry.check, 1.0),
+            *([LeaderJob("bia-schedule", bia_schedule.check, 60.0)] if settings.bia_schedule_s > 0 else []),
         ],
         runbooks.on_alert,
     )
@@ -141,6 +146,7 @@ def create_app(
     )
     app.state.operations = site_ops
     app.state.failover_expiry = expiry
+    app.state.bia_schedule = bia_schedule
     app.state.runbooks = runbooks
     app.state.alert_hook = runbooks.on_alert
     # a calendar that cannot be read stops the start: a typo must not quietly allow drills at peak

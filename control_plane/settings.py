@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     commerce_calendar: Path | None = None
     drill_heartbeat_timeout_s: float = 30.0
 
+    # the BIA as a batch job: the leader re-runs it over this many days of the store's orders every
+    # `bia_schedule_s` (0: never) and after each world load
+    bia_schedule_s: float = Field(default=7 * 86400.0, ge=0)
+    bia_schedule_days: int = Field(default=90, ge=1, le=3660)
+
     # runbooks: the library directory (default: the shipped one), how often the leader advances
     # executions, whether an approval must come from another operator than the one who started it,
     # and whether alerts start runbooks at all (besides the POST /v1/runbooks/pause kill switch)

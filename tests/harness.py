@@ -103,6 +103,8 @@ FAST_SETTINGS = {
     "DRCTL_RETRY_BACKOFF_MAX_S": "1.0",
     "DRCTL_CANCEL_SETTLE_S": "1.0",
     "DRCTL_STATE_REFRESH_S": "0.5",
+    # a test's orders are not a history: no scheduled BIA replaces the targets a test relies on
+    "DRCTL_BIA_SCHEDULE_S": "0",
 }
 
 

@@ -117,6 +117,9 @@ class DrillWorld:
     def _serve(self) -> None:
         env = {**os.environ, **scaled_settings(self.time_scale, os.environ)}
         env["DRCTL_DATABASE_URL"] = self.database_url
+        # the drill's RTOs come from its seeded history: a scheduled BIA over the few minutes of the
+        # drill's own orders must not replace them half-way
+        env.setdefault("DRCTL_BIA_SCHEDULE_S", "0")
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = (self.workdir / "control-plane.log").open("ab")
         self._proc = subprocess.Popen(

@@ -560,3 +560,12 @@ class RunbookSwitchRow(Base):
     changed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WorldLoadRow(Base):
+    """When the world was last loaded (one row): a BIA older than that is re-run by the leader."""
+
+    __tablename__ = "world_load"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -30,9 +30,12 @@ def _site_out(
     impaired_by: tuple[str, ...] = (),
     recovery: Recovery | None = None,
     expires_at: datetime | None = None,
+    bia: tuple[int | None, int | None] = (None, None),
 ) -> SiteOut:
     return SiteOut(
         failover_expires_at=expires_at,
+        rpo_seconds=bia[0],
+        bia_run_id=bia[1] if st.site.rto_hours is not None else None,
         code=st.site.code,
         name=st.site.name,
         region=st.site.region,
@@ -57,8 +60,15 @@ def _site_out(
 def list_sites(ctx: Ctx, session: SessionDep, _: Viewer) -> list[SiteOut]:
     why, measured = ctx.sites.impairments(), world_repo.last_recoveries(session)
     expiries = world_repo.failover_expiries(session)
+    rpo, run = world_repo.bia_figures(session)
     return [
-        _site_out(st, why.get(st.site.code, ()), measured.get(st.site.code), expiries.get(st.site.code))
+        _site_out(
+            st,
+            why.get(st.site.code, ()),
+            measured.get(st.site.code),
+            expiries.get(st.site.code),
+            (rpo.get(st.site.code), run),
+        )
         for st in ctx.sites.snapshot()
     ]
 
@@ -69,7 +79,10 @@ def get_site(code: Code, ctx: Ctx, session: SessionDep, _: Viewer) -> SiteOut:
         if st.site.code == code:
             measured = world_repo.last_recoveries(session).get(code)
             expires = world_repo.failover_expiries(session).get(code)
-            return _site_out(st, ctx.sites.impairments().get(code, ()), measured, expires)
+            rpo, run = world_repo.bia_figures(session)
+            return _site_out(
+                st, ctx.sites.impairments().get(code, ()), measured, expires, (rpo.get(code), run)
+            )
     raise NotFound(f"no site {code!r}")
 
 

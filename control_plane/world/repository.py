@@ -21,6 +21,7 @@ from control_plane.domain import (
     World,
 )
 from control_plane.store.tables import (
+    BiaRunRow,
     ChannelRow,
     IntegrationRow,
     OrderRow,
@@ -29,6 +30,7 @@ from control_plane.store.tables import (
     SiteRow,
     SkuRow,
     StockRow,
+    WorldLoadRow,
 )
 
 
@@ -75,6 +77,9 @@ def save_world(session: Session, world: World, now: datetime) -> dict[str, int]:
             session.add(irow)
         irow.name, irow.kind, irow.health_url = i.name, i.kind.value, i.health_url
         irow.scope, irow.fallback, irow.updated_at = list(i.scope), i.fallback, now
+    marker = session.get(WorldLoadRow, 1) or WorldLoadRow(id=1)
+    marker.name, marker.loaded_at = world.name, now
+    session.merge(marker)
     # the file is the whole list: a channel it no longer names takes no more orders
     session.execute(delete(ChannelRow).where(ChannelRow.code.not_in([c.code for c in world.channels])))
     for c in world.channels:
@@ -147,6 +152,20 @@ def catalog(session: Session) -> dict[str, Sku]:
 def list_channels(session: Session) -> list[SalesChannel]:
     rows = session.scalars(select(ChannelRow).order_by(ChannelRow.code))
     return [SalesChannel(c.code, c.name) for c in rows]
+
+
+def loaded_at(session: Session) -> datetime | None:
+    row = session.get(WorldLoadRow, 1)
+    return None if row is None else row.loaded_at
+
+
+def bia_figures(session: Session) -> tuple[dict[str, int | None], int | None]:
+    """Site -> the RPO (seconds) the latest BIA set for it, and that BIA run's id."""
+    rpo = {code: seconds for code, seconds in session.execute(select(SiteRow.code, SiteRow.rpo_seconds))}
+    run = session.scalar(
+        select(BiaRunRow.id).where(BiaRunRow.status == "done").order_by(BiaRunRow.id.desc()).limit(1)
+    )
+    return rpo, run
 
 
 def failover_expiries(session: Session) -> dict[str, datetime]:

@@ -41,6 +41,8 @@ class SiteOut(BaseModel):
     impaired_by: list[str] = []  # why an integration outage leaves the site unable to ship
     last_recovery: RecoveryOut | None = None  # beside rto_hours: the target and what was measured
     failover_expires_at: datetime | None = None  # a failover with an expiry: when a failback is due
+    rpo_seconds: int | None = None  # beside rto_hours, from the same BIA run
+    bia_run_id: int | None = None  # the BIA run tier, RTO and RPO come from
 
 
 class BreakerOut(BaseModel):

@@ -1,4 +1,4 @@
-"""a failover's expiry, and when its failback was proposed
+"""a failover's expiry and when its failback was proposed; when the world was last loaded
 
 Revision ID: 0012
 Revises: 0011
@@ -19,6 +19,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "world_load",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("loaded_at", UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_world_load")),
+    )
     with op.batch_alter_table("sites") as t:
         t.add_column(sa.Column("failover_expires_at", UtcDateTime(timezone=True), nullable=True))
         t.add_column(sa.Column("failback_proposed_at", UtcDateTime(timezone=True), nullable=True))
@@ -28,3 +35,4 @@ def downgrade() -> None:
     with op.batch_alter_table("sites") as t:
         t.drop_column("failback_proposed_at")
         t.drop_column("failover_expires_at")
+    op.drop_table("world_load")
