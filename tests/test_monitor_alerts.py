@@ -185,7 +185,7 @@ def test_firing_counts_cover_every_rule_with_zero_for_quiet_ones() -> None:
     states, _ = run([(0, ICHEON_DOWN), (SITE_DOWN_FOR, ICHEON_DOWN)])
     counts = firing_counts(RULES, states.values())
     assert counts["SiteDown"] == 1
-    assert sum(counts.values()) == 1 and len(counts) == len(RULES) == 8
+    assert sum(counts.values()) == 1 and len(counts) == len(RULES) == 9
 
 
 OBSERVATIONS_THAT_FIRE: dict[str, tuple[Observation, dict[str, str]]] = {
@@ -212,6 +212,7 @@ OBSERVATIONS_THAT_FIRE: dict[str, tuple[Observation, dict[str, str]]] = {
         Observation(site_recovery={"icheon": (18_000.0, 14_400.0), "busan": (60.0, 3_600.0)}),
         {"site": "icheon"},
     ),
+    "FailoverExpired": (Observation(failovers_expired={"icheon": 30.0}), {"site": "icheon"}),
 }
 
 OBSERVATIONS_THAT_DO_NOT: dict[str, Observation] = {
@@ -230,6 +231,7 @@ OBSERVATIONS_THAT_DO_NOT: dict[str, Observation] = {
         }
     ),
     "RecoveryExceedsRto": Observation(site_recovery={"icheon": (14_400.0, 14_400.0)}),  # at it is within
+    "FailoverExpired": Observation(),  # no failover past its expiry
 }
 
 
