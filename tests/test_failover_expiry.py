@@ -165,25 +165,25 @@ def test_with_policy_auto_and_the_dc_still_down_it_proposes_then_fails_back_once
     assert st.site("icheon")["accepting"] is True
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {"expires_in": 0},
-        {"expires_in": -5},
-        {"expires_in": 31 * 86400},
-        {"expires_in": "soon"},
-        {"expires_at": "2020-01-01T00:00:00Z"},
-        {"expires_at": "9999-01-01T00:00:00Z"},
-        {"expires_at": "2030-01-01T00:00:00"},  # no offset
-        {"expires_in": 60, "expires_at": "2030-01-01T00:00:00Z"},
-        {"expirs_in": 60},
-    ],
-)
-def test_a_bad_expiry_is_422_and_fails_nothing_over(make_stack: Any, extra: dict[str, Any]) -> None:
+BAD_EXPIRIES = [
+    {"expires_in": 0},
+    {"expires_in": -5},
+    {"expires_in": 31 * 86400},
+    {"expires_in": "soon"},
+    {"expires_at": "2020-01-01T00:00:00Z"},
+    {"expires_at": "9999-01-01T00:00:00Z"},
+    {"expires_at": "2030-01-01T00:00:00"},  # no offset
+    {"expires_in": 60, "expires_at": "2030-01-01T00:00:00Z"},
+    {"expirs_in": 60},
+]
+
+
+def test_a_bad_expiry_is_422_and_fails_nothing_over(make_stack: Any) -> None:
     st = make_stack()
-    resp = st.post("/v1/sites/icheon/failover", {"reason": "flood at Icheon", **extra})
-    assert resp.status_code == 422, resp.text
-    assert resp.headers["content-type"].startswith("application/problem+json")
+    for extra in BAD_EXPIRIES:
+        resp = st.post("/v1/sites/icheon/failover", {"reason": "flood at Icheon", **extra})
+        assert resp.status_code == 422, (extra, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
     assert st.site("icheon")["accepting"] is True
 
 

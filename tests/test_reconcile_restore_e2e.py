@@ -28,6 +28,8 @@ from harness import control_plane, engine_for, prepare_database, start_simulator
 
 # real servers under load but no timing bound: runs beside the other tests, not in the serial e2e phase
 pytestmark = pytest.mark.load
+# orders the backup caught mid-dispatch are re-posted (idempotently) 3 s after, not 30
+LEASE = {"DRCTL_DISPATCH_LEASE_S": "3"}
 
 
 def database_and_schema(url: str) -> tuple[str, str]:
@@ -88,7 +90,7 @@ def test_a_restored_backup_is_reconciled_against_the_ledgers_and_repaired(
     bodies = [factory.order() for _ in range(3000)]
     dump = tmp_path / "drctl.dump"
     with start_simulator(path) as sim:
-        with control_plane(pg_url, tmp_path) as cp:
+        with control_plane(pg_url, tmp_path, LEASE) as cp:
             with Load(cp.base_url, issued["ingest"], bodies) as load:
                 assert wait_until(lambda: load.posted() >= 300, 90, 0.05), "the load never got going"
                 before = load.posted()  # answered before the dump began: in the backup
@@ -108,7 +110,7 @@ def test_a_restored_backup_is_reconciled_against_the_ledgers_and_repaired(
         assert not set(taken[after + CLIENTS :]) & kept
         lost = set(taken) - kept
         assert len(lost) >= 400
-        with control_plane(pg_url, tmp_path) as cp:
+        with control_plane(pg_url, tmp_path, LEASE) as cp:
             code, report = drctl(cp.base_url, issued["operator"], "reconcile")
             assert code == 1 and report["clean"] is False
             named = {f["order_id"] for f in report["findings"]}

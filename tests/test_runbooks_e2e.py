@@ -165,6 +165,7 @@ def test_a_sigkilled_control_plane_resumes_the_execution_and_runs_no_step_twice(
         "DRCTL_RUNBOOK_DIR": str(books),
         "DRCTL_RUNBOOK_TICK_S": "0.25",
         "DRCTL_RUNBOOK_LEASE_S": "3",  # a kill during a tick leaves the lease: it runs out in 3 s
+        "DRCTL_DISPATCH_LEASE_S": "3",  # orders the kill cut off mid-dispatch are re-posted after 3 s
         "DRCTL_LEADER_POLL_S": "0.25",
     }
     bodies = mixed_orders(world, 8000, seed=47)
