@@ -85,6 +85,13 @@ def _show(execution: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _post_and_show(url: str, token: str | None, path: str, body: dict[str, object], as_json: bool) -> None:
+    """POST to an execution's route; print the execution it answers with."""
+    answer = call_api(url, token, "POST", path, body)
+    assert isinstance(answer, dict)
+    print_json(answer) if as_json else _show(answer)
+
+
 @runbook_app.command("run")
 def run(
     name: Annotated[str, typer.Argument(help="the runbook (drctl runbook list)")],
@@ -98,11 +105,9 @@ def run(
 ) -> None:
     """Start a runbook (the leader runs its steps), or dry-run it."""
     params = dict(_param(p) for p in param or [])
-    answer = call_api(
-        url, token, "POST", f"/v1/runbooks/{name}/executions", {"params": params, "dry_run": dry_run}
+    _post_and_show(
+        url, token, f"/v1/runbooks/{name}/executions", {"params": params, "dry_run": dry_run}, as_json
     )
-    assert isinstance(answer, dict)
-    print_json(answer) if as_json else _show(answer)
 
 
 @runbook_app.command("approve")
@@ -114,9 +119,7 @@ def approve(
     as_json: JSON = False,
 ) -> None:
     """Approve the step an execution waits at (by another operator than the one who started it)."""
-    answer = call_api(url, token, "POST", f"/v1/runbook-executions/{execution}/approve", {"comment": comment})
-    assert isinstance(answer, dict)
-    print_json(answer) if as_json else _show(answer)
+    _post_and_show(url, token, f"/v1/runbook-executions/{execution}/approve", {"comment": comment}, as_json)
 
 
 @runbook_app.command("abort")
@@ -128,9 +131,7 @@ def abort(
     as_json: JSON = False,
 ) -> None:
     """Stop an execution before its next step."""
-    answer = call_api(url, token, "POST", f"/v1/runbook-executions/{execution}/abort", {"reason": reason})
-    assert isinstance(answer, dict)
-    print_json(answer) if as_json else _show(answer)
+    _post_and_show(url, token, f"/v1/runbook-executions/{execution}/abort", {"reason": reason}, as_json)
 
 
 @runbook_app.command("pause")

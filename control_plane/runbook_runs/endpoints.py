@@ -3,6 +3,7 @@ kill switch for automatic starts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,7 +11,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictBool
 
-from control_plane.auth.deps import Operator, Viewer
+from control_plane.auth.deps import Operator, Principal, Viewer
+from control_plane.domain import Actor
 from control_plane.runbook_runs.service import RunbookService, runbook_json
 from control_plane.web.idempotency import IdempotencyKey, RequestHash, run_once
 from control_plane.web.inputs import StrictIn
@@ -63,14 +65,8 @@ def start_execution(
     digest: RequestHash,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    service = _service(request)
-    return run_once(
-        request,
-        who,
-        key,
-        201,
-        lambda actor: _json(service.start(name, body.params, actor, body.dry_run)),
-        digest,
+    return _once(
+        request, who, key, digest, 201, lambda svc, actor: svc.start(name, body.params, actor, body.dry_run)
     )
 
 
@@ -105,14 +101,8 @@ def approve(
     digest: RequestHash,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    service = _service(request)
-    return run_once(
-        request,
-        who,
-        key,
-        200,
-        lambda actor: _json(service.approve(execution_id, actor, body.comment)),
-        digest,
+    return _once(
+        request, who, key, digest, 200, lambda svc, actor: svc.approve(execution_id, actor, body.comment)
     )
 
 
@@ -125,9 +115,8 @@ def abort(
     digest: RequestHash,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    service = _service(request)
-    return run_once(
-        request, who, key, 200, lambda actor: _json(service.abort(execution_id, actor, body.reason)), digest
+    return _once(
+        request, who, key, digest, 200, lambda svc, actor: svc.abort(execution_id, actor, body.reason)
     )
 
 
@@ -135,22 +124,25 @@ def abort(
 def pause(
     body: ReasonIn, request: Request, who: Operator, digest: RequestHash, key: IdempotencyKey = None
 ) -> JSONResponse:
-    service = _service(request)
-    return run_once(
-        request, who, key, 200, lambda actor: _json(service.set_paused(True, actor, body.reason)), digest
-    )
+    return _once(request, who, key, digest, 200, lambda svc, actor: svc.set_paused(True, actor, body.reason))
 
 
 @router.post("/v1/runbooks/resume")
 def resume(
     body: ReasonIn, request: Request, who: Operator, digest: RequestHash, key: IdempotencyKey = None
 ) -> JSONResponse:
+    return _once(request, who, key, digest, 200, lambda svc, actor: svc.set_paused(False, actor, body.reason))
+
+
+def _once(
+    request: Request,
+    who: Principal,
+    key: str | None,
+    digest: str,
+    status: int,
+    action: Callable[[RunbookService, Actor], dict[str, Any]],
+) -> JSONResponse:
+    """The action once per Idempotency-Key, its answer with datetimes as ISO text (for the
+    idempotency record and the answer alike)."""
     service = _service(request)
-    return run_once(
-        request, who, key, 200, lambda actor: _json(service.set_paused(False, actor, body.reason)), digest
-    )
-
-
-def _json(value: dict[str, Any]) -> dict[str, Any]:
-    """Datetimes as ISO text, for the idempotency record and the answer alike."""
-    return jsonable_encoder(value)  # type: ignore[no-any-return]
+    return run_once(request, who, key, status, lambda actor: jsonable_encoder(action(service, actor)), digest)

@@ -10,6 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from control_plane.store.db import is_postgresql
 from control_plane.store.tables import (
     ChannelRow,
     IncidentEventRow,
@@ -61,7 +62,7 @@ def add_execution(
 
 def get_execution(session: Session, execution_id: int, lock: bool = False) -> RunbookExecutionRow | None:
     stmt = select(RunbookExecutionRow).where(RunbookExecutionRow.id == execution_id)
-    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
+    if lock and is_postgresql(session):
         stmt = stmt.with_for_update()
     return session.scalar(stmt)
 
@@ -129,7 +130,7 @@ def step_run(session: Session, execution_id: int, phase: str, position: int) -> 
 def switch(session: Session, lock: bool = False) -> RunbookSwitchRow:
     """The kill switch's row (created on first use)."""
     stmt = select(RunbookSwitchRow).where(RunbookSwitchRow.id == 1)
-    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
+    if lock and is_postgresql(session):
         stmt = stmt.with_for_update()
     row = session.scalar(stmt)
     if row is None:

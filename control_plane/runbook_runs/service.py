@@ -29,7 +29,7 @@ from control_plane.runbook_runs.actions import ControlPlaneEffects
 from control_plane.runbook_runs.journal import SqlJournal, execution_from_row, step_from_row
 from control_plane.runbook_runs.library import RunbookLibrary
 from control_plane.store.tables import RunbookExecutionRow
-from runbooks.engine import ENDED, Engine, ExecStatus, Phase, StepStatus
+from runbooks.engine import ENDED, Engine, ExecStatus, Execution, Phase, StepStatus
 from runbooks.model import Runbook, bind_params
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class RunbookService:
     def _effects(self, runbook: str, execution_id: int, incident_id: int | None) -> ControlPlaneEffects:
         return ControlPlaneEffects(self._ctx, self._ops, f"runbook:{runbook}#{execution_id}", incident_id)
 
-    def _load(self, execution_id: int) -> tuple[Any, RunbookExecutionRow]:
+    def _load(self, execution_id: int) -> tuple[Execution, RunbookExecutionRow]:
         with self._ctx.sessions() as s:
             row = repo.get_execution(s, execution_id)
             if row is None:

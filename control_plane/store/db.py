@@ -57,6 +57,11 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def is_postgresql(session: Session) -> bool:
+    """Whether the session talks to PostgreSQL (row locks, SKIP LOCKED) rather than SQLite."""
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

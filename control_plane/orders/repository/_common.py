@@ -1,9 +1,7 @@
-"""What the order repository's modules share: the dialect test."""
+"""What the order repository's modules share: the dialect test (the store's)."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from control_plane.store.db import is_postgresql
 
-
-def is_postgresql(session: Session) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+__all__ = ["is_postgresql"]
