@@ -23,6 +23,7 @@ from bia.inventory import (
     preposition_plan,
     rank_skus,
     single_points_of_failure,
+    site_sku_demand,
 )
 from bia.loss import LossInputs, loss_curve, recommend_rpo, recommend_rto, tier_for
 from bia.params import BiaParams
@@ -59,14 +60,10 @@ def run_bia(
     report("ranking SKUs and checking backup stock", 0.45)
     ranks, pareto = rank_skus(_sku_demand(site_sku_table), world, params)
     site_sku = {(r["site"], r["sku"]): r for r in site_sku_table.iter_rows(named=True)}
-    ratio, shortfalls = backup_coverage(
-        {k: float(r["units"]) for k, r in site_sku.items()},
-        {k: float(r["revenue"]) for k, r in site_sku.items()},
-        {k: float(r["orders"]) for k, r in site_sku.items()},
-        world,
-        period.hours,
-        params,
-    )
+    units = {k: float(r["units"]) for k, r in site_sku.items()}
+    revenue = {k: float(r["revenue"]) for k, r in site_sku.items()}
+    orders = {k: float(r["orders"]) for k, r in site_sku.items()}
+    ratio, shortfalls = backup_coverage(units, revenue, orders, world, period.hours, params)
     regions = _region_demand(lines, agg.region_slots, ratio, period)
 
     report("mapping failover routes and capacity", 0.65)
@@ -113,6 +110,7 @@ def run_bia(
         spofs=single_points_of_failure(ranks, world, period.hours),
         failover_routes=tuple(r for plan in plans.values() for r in plan.routes),
         failover_capacity=tuple(c for plan in plans.values() for c in plan.capacity),
+        site_skus=site_sku_demand(units, revenue, orders, world, period.hours, params),
     )
     report("done", 1.0)
     return result

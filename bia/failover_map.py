@@ -9,6 +9,7 @@ steps per site), never over orders.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bia.frame import HOURS_PER_WEEK, Period
@@ -59,16 +60,13 @@ def plan_failover(
     ordered = sorted(regions, key=lambda r: (-sum(r.orders), r.region))
     prefs = {r.region: backup_preference(site, region_by_code[r.region], sites, params) for r in ordered}
     for h in hours:
-        for r in ordered:
-            remaining = r.eligible[h]
-            for b in prefs[r.region]:
-                if remaining <= 0:
-                    break
-                offered[b][h] += remaining
-                take = min(remaining, spare[b][h])
-                spare[b][h] -= take
-                remaining -= take
-                taken[(r.region, b)][h] += take
+        hour_taken, hour_offered = allocate_hour(
+            [(r.region, r.eligible[h]) for r in ordered], prefs, {b: values[h] for b, values in spare.items()}
+        )
+        for key, take in hour_taken.items():
+            taken[key][h] += take
+        for b, amount in hour_offered.items():
+            offered[b][h] += amount
     extra = {
         (r.region, b.code): (
             eta_hours(b, region_by_code[r.region], params)
@@ -99,6 +97,27 @@ def plan_failover(
         extra_transit_hours=_ratio(sum(mean[key] * extra[key][0] for key in mean), total_absorbed),
         extra_cost_per_order=_ratio(sum(mean[key] * extra[key][1] for key in mean), total_absorbed),
     )
+
+
+def allocate_hour(
+    demand: list[tuple[str, float]], prefs: Mapping[str, Sequence[str]], spare: Mapping[str, float]
+) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """One hour's orders per region, in the given region order, each to its preferred backups up to
+    their spare capacity; returns what each (region, backup) takes and what each backup was offered."""
+    left = dict(spare)
+    taken: dict[tuple[str, str], float] = {}
+    offered: dict[str, float] = {}
+    for region, orders in demand:
+        remaining = orders
+        for b in prefs[region]:
+            if remaining <= 0:
+                break
+            offered[b] = offered.get(b, 0.0) + remaining
+            take = min(remaining, left.get(b, 0.0))
+            left[b] = left.get(b, 0.0) - take
+            remaining -= take
+            taken[(region, b)] = taken.get((region, b), 0.0) + take
+    return taken, offered
 
 
 def _ratio(numerator: float, denominator: float) -> float:

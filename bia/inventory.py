@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 
 from bia.params import BiaParams
-from bia.results import Pareto, PrepositionLine, SkuRank, Spof
-from control_plane.domain import World
+from bia.results import Pareto, PrepositionLine, SiteSku, SkuRank, Spof
+from control_plane.domain import World, split_by_weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,20 +143,65 @@ def backup_coverage(
     shortfalls: list[Shortfall] = []
     for site in world.sites:
         mine = {sku: u for (code, sku), u in units_by_site_sku.items() if code == site.code}
-        revenue = {sku: r for (code, sku), r in revenue_by_site_sku.items() if code == site.code}
-        orders = {sku: n for (code, sku), n in orders_by_site_sku.items() if code == site.code}
-        by_revenue, by_orders = abc_classes(revenue, params), abc_classes(orders, params)
+        classes = site_abc_classes(site.code, revenue_by_site_sku, orders_by_site_sku, params)
         for sku, units in sorted(mine.items()):
             needed = own_need[(site.code, sku)]
             spare = sum(
                 max(0, world.stock.get((b, sku), 0) - own_need.get((b, sku), 0)) for b in site.backups
             )
             ratio[(site.code, sku)] = 1.0 if needed <= 0 else min(1.0, spare / needed)
-            critical = by_revenue.get(sku) == "A" or by_orders.get(sku) == "A"
-            if critical and needed > spare and site.backups:
-                best = min(by_revenue.get(sku, "C"), by_orders.get(sku, "C"))
+            best = classes.get(sku, "C")
+            if best == "A" and needed > spare and site.backups:
                 shortfalls.append(Shortfall(site.code, sku, best, units / hours, needed, spare))
     return ratio, shortfalls
+
+
+def site_abc_classes(
+    site: str,
+    revenue_by_site_sku: dict[tuple[str, str], float],
+    orders_by_site_sku: dict[tuple[str, str], float],
+    params: BiaParams,
+) -> dict[str, str]:
+    """Each SKU's class at one site: the better of its class by revenue and by orders there."""
+    revenue = {sku: r for (code, sku), r in revenue_by_site_sku.items() if code == site}
+    orders = {sku: n for (code, sku), n in orders_by_site_sku.items() if code == site}
+    by_revenue, by_orders = abc_classes(revenue, params), abc_classes(orders, params)
+    return {
+        sku: min(by_revenue.get(sku, "C"), by_orders.get(sku, "C")) for sku in revenue.keys() | orders.keys()
+    }
+
+
+def site_sku_demand(
+    units_by_site_sku: dict[tuple[str, str], float],
+    revenue_by_site_sku: dict[tuple[str, str], float],
+    orders_by_site_sku: dict[tuple[str, str], float],
+    world: World,
+    hours: int,
+    params: BiaParams,
+) -> tuple[SiteSku, ...]:
+    """Per site, the demand for every SKU that is class A at some site, with its class there.
+
+    A failover needs the failed site's critical SKUs and, for each, what its targets' own orders
+    will take of their stock: so the rows of a SKU critical anywhere are kept for every site.
+    """
+    classes = {
+        s.code: site_abc_classes(s.code, revenue_by_site_sku, orders_by_site_sku, params) for s in world.sites
+    }
+    critical = {sku for per_site in classes.values() for sku, c in per_site.items() if c == "A"}
+    rows = [
+        SiteSku(
+            site=site,
+            sku=sku,
+            abc_class=classes.get(site, {}).get(sku, "C"),
+            critical=classes.get(site, {}).get(sku) == "A",
+            units_per_hour=units / hours,
+            orders_per_hour=orders_by_site_sku.get((site, sku), 0.0) / hours,
+            revenue_per_hour=revenue_by_site_sku.get((site, sku), 0.0) / hours,
+        )
+        for (site, sku), units in units_by_site_sku.items()
+        if sku in critical
+    ]
+    return tuple(sorted(rows, key=lambda r: (r.site, -r.revenue_per_hour, r.sku)))
 
 
 def preposition_plan(
@@ -167,10 +212,9 @@ def preposition_plan(
     lines: list[PrepositionLine] = []
     for gap in shortfalls:
         backups = list(sites[gap.site].backups)
-        weights = {b: max(0.0, weights_by_site.get(gap.site, {}).get(b, 0.0)) for b in backups}
-        if sum(weights.values()) <= 0:  # backups with no spare capacity: stock the first one anyway
-            weights = {b: (1.0 if i == 0 else 0.0) for i, b in enumerate(backups)}
-        for backup, qty in _largest_remainder(gap.shortfall, weights).items():
+        # backups with no spare capacity at all: split_by_weight stocks the first one anyway
+        weights = {b: weights_by_site.get(gap.site, {}).get(b, 0.0) for b in backups}
+        for backup, qty in split_by_weight(gap.shortfall, weights).items():
             if qty > 0:
                 lines.append(
                     PrepositionLine(
@@ -186,17 +230,6 @@ def preposition_plan(
                     )
                 )
     return tuple(sorted(lines, key=lambda x: (x.site, -x.shortfall, x.sku, x.backup)))
-
-
-def _largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:
-    """Integer split of `total` proportional to weights, summing exactly to total."""
-    weight_sum = sum(weights.values())
-    exact = {k: total * w / weight_sum for k, w in weights.items()}
-    out = {k: math.floor(v) for k, v in exact.items()}
-    left = total - sum(out.values())
-    for k in sorted(exact, key=lambda k: (-(exact[k] - out[k]), list(weights).index(k)))[:left]:
-        out[k] += 1
-    return out
 
 
 def single_points_of_failure(ranks: tuple[SkuRank, ...], world: World, hours: int) -> tuple[Spof, ...]:

@@ -159,6 +159,23 @@ class PrepositionLine:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteSku:
+    """One site's demand for one SKU that is critical somewhere (class A at some site).
+
+    Stored for every site that ships such a SKU, so a failover can weigh a target's own need of a
+    SKU against what the failed site's orders would ask of it (`failover.safety`'s target_stock).
+    """
+
+    site: str
+    sku: str
+    abc_class: str  # at this site: the better of its class by revenue and by orders
+    critical: bool  # class A at this site
+    units_per_hour: float
+    orders_per_hour: float
+    revenue_per_hour: float
+
+
+@dataclass(frozen=True, slots=True)
 class Spof:
     """A SKU stocked at one site only: an outage there stops every order for it."""
 
@@ -225,6 +242,7 @@ class BiaResult:
     spofs: tuple[Spof, ...]
     failover_routes: tuple[FailoverRoute, ...]
     failover_capacity: tuple[FailoverCapacity, ...]
+    site_skus: tuple[SiteSku, ...] = ()
 
     def site(self, code: str) -> SiteImpact:
         for impact in self.sites:
@@ -262,6 +280,7 @@ class BiaResult:
                 "routes": [asdict(r) for r in self.failover_routes],
                 "capacity": [asdict(c) for c in self.failover_capacity],
             },
+            "site_skus": [asdict(x) for x in self.site_skus],
         }
 
 
@@ -290,6 +309,12 @@ class SiteTarget:
         """Expected orders per hour at `moment` (aware, or naive local), from the hour-of-week profile."""
         local = moment.astimezone(ZoneInfo(timezone)) if moment.tzinfo else moment
         return self.expected_orders_by_hour_of_week[local.weekday() * 24 + local.hour]
+
+
+def site_skus(doc: Mapping[str, Any]) -> tuple[SiteSku, ...]:
+    """Read the per-site demand of critical SKUs from a stored document (empty for documents older
+    than it)."""
+    return tuple(SiteSku(**row) for row in doc.get("site_skus", ()))
 
 
 def site_targets(result: BiaResult | Mapping[str, Any]) -> dict[str, SiteTarget]:

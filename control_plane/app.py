@@ -62,6 +62,7 @@ def create_app(
             min_accepting_sites=settings.safety_min_accepting_sites,
             capacity_margin=settings.safety_capacity_margin,
             health_required_for_failback=settings.safety_health_required_for_failback,
+            target_stock=settings.safety_target_stock,
         ),
         SiteMover(
             ctx.sessions,

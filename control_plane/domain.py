@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -227,6 +228,26 @@ class Actor:
 class FieldError:
     path: str  # e.g. "lines[2].sku" or "sites[0].backups[1]"
     message: str
+
+
+def split_by_weight(total: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Split `total` units in proportion to `weights` (largest remainder: the parts sum to `total`).
+
+    Keys keep their given order for ties; with no positive weight, everything goes to the first key.
+    """
+    if not weights:
+        return {}
+    weight_sum = sum(max(0.0, w) for w in weights.values())
+    if weight_sum <= 0:
+        weights = {k: float(i == 0) for i, k in enumerate(weights)}
+        weight_sum = 1.0
+    exact = {k: total * max(0.0, w) / weight_sum for k, w in weights.items()}
+    out = {k: math.floor(v) for k, v in exact.items()}
+    left = total - sum(out.values())
+    order = list(weights)
+    for k in sorted(exact, key=lambda k: (-(exact[k] - out[k]), order.index(k)))[:left]:
+        out[k] += 1
+    return out
 
 
 def field_path(loc: Sequence[int | str]) -> str:

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     safety_min_accepting_sites: int = 2
     safety_capacity_margin: float = 1.2
     safety_health_required_for_failback: bool = True
+    # targets short of the failed site's critical SKUs (the latest BIA's class A) for this many hours
+    # of its demand (default: the BIA's coverage_hours): flag the failover, or refuse it
+    safety_target_stock: Literal["warn", "refuse"] = "warn"
+    safety_target_stock_hours: float | None = Field(default=None, gt=0, le=720)
     # automatic failover when a site's breaker stays open: off | propose | on
     auto_failover: Literal["off", "propose", "on"] = "off"
     auto_failover_after_s: float = 60.0

@@ -10,9 +10,11 @@ region's coverage, so an outage never blocks the failover meant to answer it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from control_plane.domain import (
     BreakerState,
@@ -22,12 +24,14 @@ from control_plane.domain import (
     InvalidInput,
     Region,
     SiteState,
+    split_by_weight,
 )
 from failover.eta import EtaModel
 
 MIN_ACCEPTING_SITES = "min_accepting_sites"
 REGION_COVERAGE = "region_coverage"
 TARGET_CAPACITY = "target_capacity"
+TARGET_STOCK = "target_stock"
 SITE_HEALTHY = "site_healthy"
 # enforced by the runtime lock around a site's change, not here; named so the 409 uses one spelling
 ONE_CHANGE_PER_SITE = "one_change_per_site"
@@ -40,6 +44,7 @@ class SafetyPolicy:
     min_accepting_sites: int = 2
     capacity_margin: float = 1.2  # targets must have this much more spare than the load they take
     health_required_for_failback: bool = True
+    target_stock: Literal["warn", "refuse"] = "warn"  # targets short of critical stock: flag or refuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +53,39 @@ class RuleResult:
     ok: bool
     detail: str
     numbers: dict[str, Number] = field(default_factory=dict)
+    warning: bool = False  # passed, but flagged: a rule set to warn found what it would refuse
+    rows: tuple[dict[str, Number], ...] = ()  # per-item findings (target_stock: SKU x target)
 
     def to_json_dict(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "numbers": dict(self.numbers)}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "warning": self.warning,
+            "detail": self.detail,
+            "numbers": dict(self.numbers),
+            "rows": [dict(r) for r in self.rows],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalSku:
+    """A critical SKU of the failed site (the BIA's class A there) and its demand there."""
+
+    sku: str
+    units_per_hour: float
+    orders_per_hour: float
+
+
+@dataclass(frozen=True, slots=True)
+class StockCheck:
+    """What the target_stock rule reads: the failed site's critical SKUs from the latest BIA, every
+    site's own demand for them, free stock now, and the units the in-flight orders would take."""
+
+    critical: tuple[CriticalSku, ...]
+    own_units_per_hour: Mapping[tuple[str, str], float]  # (site, sku): that site's own demand
+    available: Mapping[tuple[str, str], int]  # (site, sku): units free to reserve now
+    in_flight_units: Mapping[str, int]  # sku: units of the orders the failover moves
+    hours: float  # coverage horizon
 
 
 def serves(state: SiteState) -> bool:
@@ -115,6 +150,7 @@ def evaluate_failover(
     policy: SafetyPolicy,
     eta_model: EtaModel,
     now: datetime,
+    stock: StockCheck | None = None,
 ) -> list[RuleResult]:
     """Evaluate every failover rule for taking `site` out of routing (all of them, for the dry run).
 
@@ -127,6 +163,7 @@ def evaluate_failover(
         _min_accepting_sites(site, sites, policy),
         _region_coverage(site, sites, regions, eta_model),
         _target_capacity(target_states, moved_orders, expected_hourly_demand, policy),
+        target_stock(site, target_states, stock, policy.target_stock),
     ]
 
 
@@ -218,6 +255,86 @@ def _target_capacity(
     return RuleResult(TARGET_CAPACITY, ok, detail, numbers)
 
 
+def target_stock(
+    site: str,
+    targets: Sequence[SiteState],
+    check: StockCheck | None,
+    mode: Literal["warn", "refuse"] = "warn",
+) -> RuleResult:
+    """Whether the targets hold the failed site's critical SKUs for the coverage horizon.
+
+    Per SKU the need is the failed site's demand over the horizon plus what its in-flight orders
+    take; a serving target offers its free stock less its own demand over the horizon. Stock is
+    pooled (routing sends each order where the stock is); a pooled shortfall is split over the
+    serving targets by their spare capacity, as the units to place at each. Orders with a short SKU
+    are held once the pooled stock runs out: counted over the horizon as an estimate (an order with
+    two short SKUs counts twice, so it errs high).
+    """
+    if check is None or not check.critical:
+        detail = "no BIA run with the critical SKUs of each site yet: stock not checked (POST /v1/bia/runs)"
+        return RuleResult(TARGET_STOCK, True, detail, {"critical_skus": 0})
+    hours = check.hours
+    serving = [t for t in targets if serves(t)]
+    weights = {t.site.code: float(spare_capacity(t)) for t in serving}
+    rows: list[dict[str, Number]] = []
+    short_skus: list[str] = []
+    held = 0.0
+    worst: tuple[int, str] | None = None
+    for c in check.critical:
+        need = math.ceil(c.units_per_hour * hours - 1e-9) + check.in_flight_units.get(c.sku, 0)
+        spare = {
+            code: max(
+                0,
+                check.available.get((code, c.sku), 0)
+                - math.ceil(check.own_units_per_hour.get((code, c.sku), 0.0) * hours - 1e-9),
+            )
+            for code in weights
+        }
+        pooled = sum(spare.values())
+        shortfall = max(0, need - pooled)
+        if shortfall == 0:
+            continue
+        short_skus.append(c.sku)
+        if worst is None or shortfall > worst[0]:
+            worst = (shortfall, c.sku)
+        flow = max(0, pooled - check.in_flight_units.get(c.sku, 0))
+        covered_hours = flow / c.units_per_hour if c.units_per_hour > 0 else hours
+        held += c.orders_per_hour * max(0.0, hours - covered_hours)
+        for code, units in split_by_weight(shortfall, weights).items():
+            rows.append(
+                {"target": code, "sku": c.sku, "needed": need, "spare": spare[code], "shortfall": units}
+            )
+        if not weights:  # no serving target: the whole need is short, at no site in particular
+            rows.append({"target": "", "sku": c.sku, "needed": need, "spare": 0, "shortfall": shortfall})
+    numbers: dict[str, Number] = {
+        "critical_skus": len(check.critical),
+        "short_skus": len(short_skus),
+        "coverage_hours": hours,
+        "orders_held_over_horizon": round(held, 1),
+        "mode": mode,
+    }
+    if worst is None:
+        detail = (
+            f"targets hold every one of {site}'s {len(check.critical)} critical SKUs "
+            f"for {hours:g} h of its demand"
+        )
+        return RuleResult(TARGET_STOCK, True, detail, numbers)
+    numbers["sku"], numbers["shortfall"] = worst[1], worst[0]
+    per_sku = []
+    for sku in short_skus[:5]:
+        parts = [f"{r['target']} {r['shortfall']}" for r in rows if r["sku"] == sku and r["target"]]
+        total = sum(int(r["shortfall"]) for r in rows if r["sku"] == sku)
+        per_sku.append(f"{sku} short {total}" + (f" ({', '.join(parts)})" if parts else ""))
+    more = f" and {len(short_skus) - 5} more" if len(short_skus) > 5 else ""
+    detail = (
+        f"targets lack {len(short_skus)} of {site}'s critical SKUs for {hours:g} h: "
+        f"{'; '.join(per_sku)}{more}; about {held:.0f} orders would be held over {hours:g} h. "
+        f"Remedy: stock them as the BIA's pre-position plan says (GET /v1/bia/latest, preposition)"
+    )
+    refuse = mode == "refuse"
+    return RuleResult(TARGET_STOCK, not refuse, detail, numbers, warning=not refuse, rows=tuple(rows))
+
+
 def evaluate_failback(site_state: SiteState, policy: SafetyPolicy) -> list[RuleResult]:
     """Evaluate every failback rule for reopening routing to `site_state`'s site."""
     numbers: dict[str, Number] = {
@@ -249,7 +366,10 @@ def refusal(results: Sequence[RuleResult]) -> RuleResult | None:
 
 def as_conflict(result: RuleResult) -> Conflict:
     """The domain error a refused change raises (409 with the rule's name and numbers)."""
-    return Conflict(f"{result.name}: {result.detail}", rule=result.name, details=dict(result.numbers))
+    details: dict[str, object] = dict(result.numbers)
+    if result.rows:
+        details["rows"] = [dict(r) for r in result.rows]
+    return Conflict(f"{result.name}: {result.detail}", rule=result.name, details=details)
 
 
 def enforce(results: Sequence[RuleResult], force: bool, reason: str | None) -> tuple[RuleResult, ...]:

@@ -12,6 +12,7 @@ from failover.safety import (
     REGION_COVERAGE,
     SITE_HEALTHY,
     TARGET_CAPACITY,
+    TARGET_STOCK,
     RuleResult,
     SafetyPolicy,
     enforce,
@@ -60,7 +61,7 @@ def failover_rules(
 
 def test_failover_evaluates_every_rule_and_passes_when_the_world_has_room() -> None:
     rules = failover_rules("icheon", world())
-    assert list(rules) == [MIN_ACCEPTING_SITES, REGION_COVERAGE, TARGET_CAPACITY]
+    assert list(rules) == [MIN_ACCEPTING_SITES, REGION_COVERAGE, TARGET_CAPACITY, TARGET_STOCK]
     assert all(r.ok for r in rules.values())
     assert refusal(list(rules.values())) is None
 

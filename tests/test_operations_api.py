@@ -146,6 +146,7 @@ def test_dry_run_writes_nothing(make_api: Any, db_url: str) -> None:
         "min_accepting_sites",
         "region_coverage",
         "target_capacity",
+        "target_stock",
     }
     assert counts(db_url) == before
 

@@ -163,13 +163,18 @@ def latest_run(session: Session) -> BiaRunRow:
     return row
 
 
-def latest_site_targets(session: Session) -> dict[str, SiteTarget]:
-    """Per-site expected demand, tier and RTO from the latest finished run (empty when none)."""
+def latest_document(session: Session) -> dict[str, Any] | None:
+    """The result document of the latest finished run; None when there is none."""
     try:
         row = latest_run(session)
     except NotFound:
-        return {}
-    return site_targets(row.result or {"sites": []})
+        return None
+    return row.result
+
+
+def latest_site_targets(session: Session) -> dict[str, SiteTarget]:
+    """Per-site expected demand, tier and RTO from the latest finished run (empty when none)."""
+    return site_targets(latest_document(session) or {"sites": []})
 
 
 def params_with(overrides: dict[str, Any]) -> BiaParams:

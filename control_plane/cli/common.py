@@ -7,7 +7,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -102,8 +102,41 @@ def call_api(
 def print_rules(rules: list[dict[str, object]]) -> None:
     table = Table("rule", "ok", "detail")
     for r in rules:
-        table.add_row(str(r["name"]), "yes" if r["ok"] else "NO", str(r["detail"]))
+        ok = "warn" if r.get("warning") else "yes" if r["ok"] else "NO"
+        table.add_row(str(r["name"]), ok, str(r["detail"]))
     out.print(table)
+
+
+def print_options(options: list[dict[str, Any]], recommendation: dict[str, Any]) -> None:
+    """The failover options of a dry run side by side, and the one recommended with its reason."""
+    table = Table(
+        "option", "targets", "rules", "at risk/h", "revenue at risk/h", "extra transit h", "extra cost/h",
+        "late", "held", "notices", "cost 1st hour", title="options",
+    )  # fmt: skip
+    for o in options:
+        rules = "pass" if o["passes_rules"] else f"breaks {o['failing_rule']}"
+        if o.get("warnings"):
+            rules += f" (warn: {', '.join(o['warnings'])})"
+        chosen = " *" if o["name"] == recommendation.get("option") else ""
+        table.add_row(
+            f"{o['name']}{chosen}",
+            ", ".join(o["serving_targets"]) or "-",
+            rules,
+            _figure(o.get("orders_at_risk_per_hour"), 1),
+            _figure(o.get("revenue_at_risk_per_hour")),
+            _figure(o.get("extra_transit_hours"), 2),
+            _figure(o.get("extra_cost_per_hour")),
+            str(o["late"]),
+            str(o["held"]),
+            str(o["notices"]),
+            _figure(o.get("cost_first_hour")),
+        )
+    out.print(table)
+    out.print(f"recommended: {recommendation.get('option') or 'none'} ({recommendation['reason']})")
+
+
+def _figure(value: object, digits: int = 0) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:,.{digits}f}"
 
 
 def print_json(data: object) -> None:

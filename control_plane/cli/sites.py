@@ -15,6 +15,7 @@ from control_plane.cli.common import (
     out,
     parse_duration,
     print_json,
+    print_options,
     print_rules,
 )
 
@@ -58,6 +59,8 @@ def failover(
     print_rules(answer["rules"])
     plan = answer["plan"]
     out.print(f"plan: {plan['orders_to_move']} orders, per target {plan['per_target']}, {plan['late']} late")
+    if "options" in answer:
+        print_options(answer["options"], answer["recommendation"])
     if not dry_run:
         out.print(f"moved: {answer['moved']}  incident #{answer['incident_id']}")
     if answer.get("expires_at"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,8 +126,11 @@ class SiteMover:
                 for row, lines, avoid in order_repo.in_flight_at(s, code)
             ]
 
-    def stock_for(self, orders: Sequence[InFlightOrder]) -> dict[tuple[str, str], int]:
-        skus = {line.sku for o in orders for line in o.lines}
+    def stock_for(
+        self, orders: Sequence[InFlightOrder], more_skus: Iterable[str] = ()
+    ) -> dict[tuple[str, str], int]:
+        """Free stock at every site of the SKUs the orders hold, and of `more_skus`."""
+        skus = {line.sku for o in orders for line in o.lines} | set(more_skus)
         if not skus:
             return {}
         with self._sessions() as s:

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bia.results import site_targets
 from control_plane.auth import repository as audit_repo
-from control_plane.bia_runs.service import latest_site_targets
+from control_plane.bia_runs.service import latest_document
 from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
 from control_plane.operations.moves import MoveReport, SiteMover
+from control_plane.operations.options import OptionInputs, critical_skus, price_options, stock_check
 from control_plane.orders import repository as order_repo
 from failover.dispatch import DcUnavailable
 from failover.plan import plan_failover
@@ -77,17 +79,34 @@ class SiteOperations:
         states = ctx.sites.snapshot()
         site = _find(states, code)
         orders = self._mover.in_flight(code)
-        plan = plan_failover(code, orders, states, self._mover.stock_for(orders), targets, ctx.eta, now)
-        rules = evaluate_failover(
+        with ctx.sessions() as s:
+            doc = latest_document(s)
+        stock = self._mover.stock_for(orders, (c.sku for c in critical_skus(doc, code)))
+        plan = plan_failover(code, orders, states, stock, targets, ctx.eta, now)
+        check = stock_check(doc, code, orders, stock, ctx.settings.safety_target_stock_hours)
+        inputs = OptionInputs(
             code,
             states,
-            list(ctx.sites.regions().values()),
-            targets,
-            len(orders),
-            self._expected_demand(code, now),
+            ctx.sites.regions(),
+            orders,
+            stock,
+            check,
+            self._expected_demand(code, now, doc),
             self._policy,
             ctx.eta,
             now,
+        )
+        rules = evaluate_failover(
+            code,
+            states,
+            list(inputs.regions.values()),
+            targets,
+            len(orders),
+            inputs.expected_demand,
+            self._policy,
+            ctx.eta,
+            now,
+            check,
         )
         answer: dict[str, Any] = {
             "site": code,
@@ -98,7 +117,9 @@ class SiteOperations:
             "expires_at": expires_at.isoformat() if expires_at else None,
         }
         if dry_run:
-            return answer
+            # every option planned, checked and priced: only for the dry run, which an operator
+            # reads before deciding; the real failover carries out the one decided
+            return answer | price_options(inputs, targets, doc)
         if not site.accepting and not orders:
             raise Conflict(f"{code} is already out of routing", rule="already_failed_over")
         change_id = self._begin_change(actor, code, "failover", reason, force)
@@ -111,8 +132,9 @@ class SiteOperations:
             self._end_change(change_id, "refused", None)
             raise
         try:
+            warned = [r for r in rules if r.warning] if not resuming else []
             incident_id = self._stop_routing(
-                actor, code, reason, overridden, len(orders), now, trigger, resuming, expires_at
+                actor, code, reason, overridden, len(orders), now, trigger, resuming, expires_at, warned
             )
             statuses = {o.order_id: o.status for o in orders}
             report = self._mover.move_all(
@@ -131,16 +153,17 @@ class SiteOperations:
                 "moved": moved,
                 "resumed": resuming,
                 "overridden": [r.name for r in overridden],
+                "warnings": [r.name for r in warned],
             }
         )
         return answer
 
-    def _expected_demand(self, code: str, now: datetime) -> float:
+    def _expected_demand(self, code: str, now: datetime, doc: dict[str, Any] | None) -> float:
         """The BIA's expected orders per hour for this hour of the week, else the last hour's intake."""
+        target = site_targets(doc).get(code) if doc is not None else None
+        if target is not None:
+            return expected_hourly_demand(target.expected_orders_at(now), 0, 1)
         with self._ctx.sessions() as s:
-            target = latest_site_targets(s).get(code)
-            if target is not None:
-                return expected_hourly_demand(target.expected_orders_at(now), 0, 1)
             recent = order_repo.routed_since(s, code, now - RECENT_WINDOW)
         return expected_hourly_demand(None, recent, RECENT_WINDOW.total_seconds() / 3600)
 
@@ -194,6 +217,7 @@ class SiteOperations:
         trigger: str,
         resuming: bool,
         expires_at: datetime | None = None,
+        warned: Sequence[RuleResult] = (),
     ) -> int:
         """Take the site out of routing everywhere at once; return its incident.
 
@@ -212,8 +236,12 @@ class SiteOperations:
             incident_repo.add_event(
                 s, incident.id, now, "failover", f"routing to {code} {what} by {actor.name}{until}"
             )
+            for rule in warned:  # flagged, not refused (a rule set to warn): on the record all the same
+                incident_repo.add_event(
+                    s, incident.id, now, "rule_warning", f"{rule.name}: {rule.detail}", rule.to_json_dict()
+                )
             _audit_routing_change(s, actor, code, "failover.resumed" if resuming else "failover",
-                                  False, overridden, reason, now)  # fmt: skip
+                                  False, overridden, reason, now, warned)  # fmt: skip
             incident_id = incident.id
         self._ctx.sites.refresh()
         return incident_id
@@ -304,6 +332,7 @@ def _audit_routing_change(
     overridden: Sequence[RuleResult],
     reason: str,
     now: datetime,
+    warned: Sequence[RuleResult] = (),
 ) -> None:
     """Audit a failover or failback; one forced past refusing rules is its own action, naming them."""
     audit_repo.audit(
@@ -313,7 +342,11 @@ def _audit_routing_change(
         f"site.{kind}.forced" if overridden else f"site.{kind}",
         f"site:{code}",
         before={"accepting": not accepting},
-        after={"accepting": accepting, "overridden_rules": [r.name for r in overridden]},
+        after={
+            "accepting": accepting,
+            "overridden_rules": [r.name for r in overridden],
+            "warned_rules": [r.name for r in warned],
+        },
         reason=reason,
         idempotency_key=actor.idempotency_key,
     )

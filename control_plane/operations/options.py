@@ -1,0 +1,214 @@
+"""The business side of a failover: the target_stock rule's inputs, and every option priced.
+
+A dry run answers, beside the plan of the chosen targets, what each option would cost: the default
+targets, each of the site's backups alone, the operator's own target set, and holding the orders
+until the site is back. Each option is planned (`failover.plan`), checked against every safety
+rule (`failover.safety`) and priced with the latest BIA (`bia.decision`); the recommendation is
+the cheapest that passes every rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bia.decision import HOLD, Candidate, DemandProfile, OptionCost, OptionFacts, option_cost, recommend
+from bia.results import site_skus, site_targets
+from control_plane.domain import Region, SiteState
+from failover.eta import EtaModel
+from failover.plan import InFlightOrder, plan_failover
+from failover.safety import (
+    TARGET_STOCK,
+    CriticalSku,
+    RuleResult,
+    SafetyPolicy,
+    StockCheck,
+    evaluate_failover,
+    refusal,
+    serves,
+)
+
+DEFAULT = "default"
+
+
+def critical_skus(doc: Mapping[str, Any] | None, site: str) -> tuple[CriticalSku, ...]:
+    """The failed site's critical SKUs (class A there) from a stored BIA document, busiest first."""
+    if doc is None:
+        return ()
+    return tuple(
+        CriticalSku(x.sku, x.units_per_hour, x.orders_per_hour)
+        for x in site_skus(doc)
+        if x.site == site and x.critical
+    )
+
+
+def stock_check(
+    doc: Mapping[str, Any] | None,
+    site: str,
+    orders: Sequence[InFlightOrder],
+    available: Mapping[tuple[str, str], int],
+    hours: float | None,
+) -> StockCheck | None:
+    """What target_stock reads for a failover of `site`; None when no BIA names its critical SKUs.
+
+    `available` must hold the free stock of every critical SKU at every site; `hours` overrides the
+    BIA's own coverage horizon.
+    """
+    critical = critical_skus(doc, site)
+    if doc is None or not critical:
+        return None
+    wanted = {c.sku for c in critical}
+    moving: Counter[str] = Counter()
+    for o in orders:
+        for line in o.lines:
+            if line.sku in wanted:
+                moving[line.sku] += line.qty
+    return StockCheck(
+        critical=critical,
+        own_units_per_hour={(x.site, x.sku): x.units_per_hour for x in site_skus(doc) if x.sku in wanted},
+        available={k: v for k, v in available.items() if k[1] in wanted},
+        in_flight_units=dict(moving),
+        hours=hours if hours is not None else float(doc.get("params", {}).get("coverage_hours", 24.0)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OptionInputs:
+    """Everything live an option is planned, checked and priced against."""
+
+    site: str
+    states: Sequence[SiteState]
+    regions: Mapping[str, Region]
+    orders: Sequence[InFlightOrder]
+    stock: Mapping[tuple[str, str], int]
+    check: StockCheck | None
+    expected_demand: float
+    policy: SafetyPolicy
+    eta: EtaModel
+    now: datetime
+
+
+def price_options(
+    inputs: OptionInputs, requested: Collection[str] | None, doc: Mapping[str, Any] | None
+) -> dict[str, object]:
+    """Every option with its plan figures, rules and cost, and the recommendation (the dry run's
+    `options` and `recommendation`); without a BIA the options carry no cost and none is recommended."""
+    by_code = {s.site.code: s for s in inputs.states}
+    failed = by_code[inputs.site].site
+    choices: list[tuple[str, tuple[str, ...] | None]] = [(DEFAULT, None)]
+    choices += [(f"backup:{b}", (b,)) for b in failed.backups if b in by_code]
+    wanted = tuple(sorted(set(requested))) if requested is not None else None
+    requested_name = next((name for name, t in choices if t is not None and tuple(sorted(t)) == wanted), None)
+    if wanted is not None and requested_name is None:
+        requested_name = "requested"
+        choices.append((requested_name, wanted))
+    profile = DemandProfile.from_document(doc, inputs.site) if doc is not None else None
+    own = site_targets(doc) if doc is not None else {}
+    sites = {s.site.code: s.site for s in inputs.states}
+    options: list[dict[str, object]] = []
+    candidates: list[Candidate] = []
+    for name, targets in choices:
+        plan = plan_failover(
+            inputs.site, inputs.orders, inputs.states, inputs.stock, targets, inputs.eta, inputs.now
+        )
+        rules = evaluate_failover(
+            inputs.site,
+            inputs.states,
+            list(inputs.regions.values()),
+            targets,
+            len(inputs.orders),
+            inputs.expected_demand,
+            inputs.policy,
+            inputs.eta,
+            inputs.now,
+            inputs.check,
+        )
+        serving = [
+            s
+            for s in inputs.states
+            if s.site.code != inputs.site and serves(s) and (targets is None or s.site.code in targets)
+        ]
+        spare = {}
+        for s in serving:
+            target = own.get(s.site.code)
+            # this hour the target also takes its own orders: the BIA's expected load, or what it
+            # has taken so far if more
+            expected_own = target.expected_orders_at(inputs.now, _zone(doc)) if target else 0.0
+            used = max(float(s.routed_this_hour), expected_own) + plan.per_target.get(s.site.code, 0)
+            spare[s.site.code] = max(0.0, s.site.capacity_per_hour - used)
+        facts = OptionFacts(
+            name=name,
+            targets=tuple(s.site.code for s in serving),
+            spare_per_hour=spare,
+            stock_held_per_hour=_stock_held_per_hour(rules),
+            in_flight=len(inputs.orders),
+            in_flight_late=plan.late,
+            in_flight_held=len(plan.unplaceable),
+            notices=len(plan.notices),
+        )
+        cost = (
+            option_cost(facts, profile, sites[inputs.site], sites, inputs.regions, inputs.now)
+            if profile
+            else None
+        )
+        first = refusal(rules)
+        options.append(_option_json(facts, targets, rules, plan.per_target, cost, name == requested_name))
+        if cost is not None:
+            candidates.append(Candidate(name, cost.cost_first_hour, first.name if first else None))
+    # holding: nothing moves and no rule applies; every order waits for the site
+    hold = OptionFacts(HOLD, (), {}, 0.0, len(inputs.orders), 0, len(inputs.orders), 0)
+    hold_cost = (
+        option_cost(hold, profile, sites[inputs.site], sites, inputs.regions, inputs.now) if profile else None
+    )
+    options.append(_option_json(hold, (), [], {}, hold_cost, False))
+    if profile is None or hold_cost is None:
+        reason = "no BIA run yet: options are not priced (POST /v1/bia/runs), so none is recommended"
+        return {"options": options, "recommendation": {"option": None, "reason": reason}}
+    candidates.append(Candidate(HOLD, hold_cost.cost_first_hour, None))
+    recommendation = recommend(candidates, profile.params.currency).to_json_dict()
+    recommendation |= {"currency": profile.params.currency, "bia_generated_at": profile.bia_generated_at}
+    return {"options": options, "recommendation": recommendation}
+
+
+def _zone(doc: Mapping[str, Any] | None) -> str:
+    return str((doc or {}).get("params", {}).get("timezone", "Asia/Seoul"))
+
+
+def _stock_held_per_hour(rules: Sequence[RuleResult]) -> float:
+    """Orders per hour held for lack of critical stock, as the target_stock rule counted them."""
+    rule = next((r for r in rules if r.name == TARGET_STOCK), None)
+    if rule is None:
+        return 0.0
+    held = float(rule.numbers.get("orders_held_over_horizon", 0.0))
+    hours = float(rule.numbers.get("coverage_hours", 0.0) or 0.0)
+    return held / hours if hours > 0 and math.isfinite(held) else 0.0
+
+
+def _option_json(
+    facts: OptionFacts,
+    targets: tuple[str, ...] | None,
+    rules: Sequence[RuleResult],
+    per_target: Mapping[str, int],
+    cost: OptionCost | None,
+    requested: bool,
+) -> dict[str, object]:
+    first = refusal(rules)
+    out: dict[str, object] = {
+        "name": facts.name,
+        "targets": list(targets) if targets is not None else None,
+        "serving_targets": list(facts.targets),
+        "requested": requested,
+        "passes_rules": first is None,
+        "failing_rule": first.name if first else None,
+        "warnings": [r.name for r in rules if r.warning],
+        "orders_to_move": 0 if facts.name == HOLD else facts.in_flight,
+        "per_target": dict(per_target),
+        "late": facts.in_flight_late,
+        "held": facts.in_flight_held,
+        "notices": facts.notices,
+    }
+    return out | cost.to_json_dict() if cost is not None else out
