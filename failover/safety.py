@@ -266,9 +266,10 @@ def target_stock(
     Per SKU the need is the failed site's demand over the horizon plus what its in-flight orders
     take; a serving target offers its free stock less its own demand over the horizon. Stock is
     pooled (routing sends each order where the stock is); a pooled shortfall is split over the
-    serving targets by their spare capacity, as the units to place at each. Orders with a short SKU
-    are held once the pooled stock runs out: counted over the horizon as an estimate (an order with
-    two short SKUs counts twice, so it errs high).
+    serving targets by their spare capacity, and each row's `shortfall` is the units to place at
+    that target (its part, plus what it lacks for its own orders): stocked, the rule passes.
+    Orders with a short SKU are held once the pooled stock runs out: counted over the horizon as
+    an estimate (an order with two short SKUs counts twice, so it errs high).
     """
     if check is None or not check.critical:
         detail = "no BIA run with the critical SKUs of each site yet: stock not checked (POST /v1/bia/runs)"
@@ -277,57 +278,60 @@ def target_stock(
     serving = [t for t in targets if serves(t)]
     weights = {t.site.code: float(spare_capacity(t)) for t in serving}
     rows: list[dict[str, Number]] = []
-    short_skus: list[str] = []
+    short: dict[str, int] = {}  # sku: pooled shortfall
     held = 0.0
-    worst: tuple[int, str] | None = None
     for c in check.critical:
         need = math.ceil(c.units_per_hour * hours - 1e-9) + check.in_flight_units.get(c.sku, 0)
-        spare = {
-            code: max(
-                0,
-                check.available.get((code, c.sku), 0)
-                - math.ceil(check.own_units_per_hour.get((code, c.sku), 0.0) * hours - 1e-9),
-            )
+        # free stock less the target's own demand over the horizon; below zero, the target cannot
+        # cover even its own orders, and units placed there go to those first
+        net = {
+            code: check.available.get((code, c.sku), 0)
+            - math.ceil(check.own_units_per_hour.get((code, c.sku), 0.0) * hours - 1e-9)
             for code in weights
         }
-        pooled = sum(spare.values())
+        pooled = sum(max(0, n) for n in net.values())
         shortfall = max(0, need - pooled)
         if shortfall == 0:
             continue
-        short_skus.append(c.sku)
-        if worst is None or shortfall > worst[0]:
-            worst = (shortfall, c.sku)
+        short[c.sku] = shortfall
         flow = max(0, pooled - check.in_flight_units.get(c.sku, 0))
         covered_hours = flow / c.units_per_hour if c.units_per_hour > 0 else hours
         held += c.orders_per_hour * max(0.0, hours - covered_hours)
         for code, units in split_by_weight(shortfall, weights).items():
+            # the units to place at the target: its part of the shortfall, plus its own deficit
             rows.append(
-                {"target": code, "sku": c.sku, "needed": need, "spare": spare[code], "shortfall": units}
+                {
+                    "target": code,
+                    "sku": c.sku,
+                    "needed": need,
+                    "spare": max(0, net[code]),
+                    "shortfall": units + max(0, -net[code]),
+                }
             )
         if not weights:  # no serving target: the whole need is short, at no site in particular
             rows.append({"target": "", "sku": c.sku, "needed": need, "spare": 0, "shortfall": shortfall})
     numbers: dict[str, Number] = {
         "critical_skus": len(check.critical),
-        "short_skus": len(short_skus),
+        "short_skus": len(short),
         "coverage_hours": hours,
         "orders_held_over_horizon": round(held, 1),
         "mode": mode,
     }
-    if worst is None:
+    if not short:
         detail = (
             f"targets hold every one of {site}'s {len(check.critical)} critical SKUs "
             f"for {hours:g} h of its demand"
         )
         return RuleResult(TARGET_STOCK, True, detail, numbers)
-    numbers["sku"], numbers["shortfall"] = worst[1], worst[0]
+    worst = sorted(short, key=lambda sku: (-short[sku], sku))
+    numbers["sku"], numbers["shortfall"] = worst[0], short[worst[0]]
     per_sku = []
-    for sku in short_skus[:5]:
+    for sku in worst[:5]:
         parts = [f"{r['target']} {r['shortfall']}" for r in rows if r["sku"] == sku and r["target"]]
-        total = sum(int(r["shortfall"]) for r in rows if r["sku"] == sku)
-        per_sku.append(f"{sku} short {total}" + (f" ({', '.join(parts)})" if parts else ""))
-    more = f" and {len(short_skus) - 5} more" if len(short_skus) > 5 else ""
+        per_sku.append(f"{sku} short {short[sku]}" + (f" ({', '.join(parts)})" if parts else ""))
+    more = f" and {len(short) - 5} more" if len(short) > 5 else ""
     detail = (
-        f"targets lack {len(short_skus)} of {site}'s critical SKUs for {hours:g} h: "
+        f"targets lack {len(short)} of {site}'s {len(check.critical)} critical SKUs for {hours:g} h: "
         f"{'; '.join(per_sku)}{more}; about {held:.0f} orders would be held over {hours:g} h. "
         f"Remedy: stock them as the BIA's pre-position plan says (GET /v1/bia/latest, preposition)"
     )

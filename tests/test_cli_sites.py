@@ -10,15 +10,29 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bia.history import generate_history
+from bia.params import BiaParams
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess
+from control_plane.bia_runs.service import record_history_run
+from control_plane.store.db import make_session_factory
+from control_plane.world.loader import load_world_file
 
-from harness import ControlPlane, control_plane, prepare_database, start_simulator, write_test_world
+from harness import (
+    SAMPLE_WORLD,
+    ControlPlane,
+    control_plane,
+    engine_for,
+    prepare_database,
+    start_simulator,
+    write_test_world,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +113,28 @@ def test_a_refusal_by_a_safety_rule_exits_1_naming_the_rule_and_its_numbers(
         assert "--force" in line  # how to override, for the operator who knows better
         assert st.site("icheon")["accepting"] is True
         assert not [a for a in st.audit() if a["action"].startswith("site.failover")]
+
+
+def test_a_dry_run_prints_every_option_priced_and_the_one_recommended(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "240")  # a wide terminal: Rich would fold the table at 80
+    with stack(sqlite_url, tmp_path) as st:
+        sample, _ = load_world_file(SAMPLE_WORLD)
+        engine = engine_for(sqlite_url)
+        with make_session_factory(engine).begin() as s:
+            history = generate_history(sample, 1, 3)
+            record_history_run(s, "test", "generated", history, BiaParams(), datetime.now(UTC))
+        engine.dispose()
+        done = st.drctl("failover", "gwangju", "--reason", "typhoon coming", "--dry-run")
+        assert done.returncode == 0, done.stderr
+        text = " ".join(done.stdout.split())
+        for option in ("default", "backup:daejeon", "backup:busan", "hold"):
+            assert option in text, (option, done.stdout)
+        assert "revenue at risk/h" in text and "cost 1st hour" in text
+        recommended = next(line for line in done.stdout.splitlines() if line.startswith("recommended:"))
+        assert "cheapest" in recommended and "KRW" in recommended
+        assert st.site("gwangju")["accepting"] is True
 
 
 def test_usage_and_bad_input_exit_2_and_change_nothing(sqlite_url: str, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def print_options(options: list[dict[str, Any]], recommendation: dict[str, Any])
     """The failover options of a dry run side by side, and the one recommended with its reason."""
     table = Table(
         "option", "targets", "rules", "at risk/h", "revenue at risk/h", "extra transit h", "extra cost/h",
-        "late", "held", "notices", "cost 1st hour", title="options",
+        "late now", "held now", "notices", "cost 1st hour", title="options (late/held now: in-flight orders)",
     )  # fmt: skip
     for o in options:
         rules = "pass" if o["passes_rules"] else f"breaks {o['failing_rule']}"
