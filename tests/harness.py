@@ -18,9 +18,12 @@ import polars as pl
 import yaml
 from sqlalchemy import Engine, insert
 
+from bia.history import generate_history
+from bia.params import BiaParams
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, control_plane_ready, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
+from control_plane.bia_runs.service import record_history_run
 from control_plane.domain import World
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
@@ -142,6 +145,17 @@ def control_plane(
 
 def engine_for(url: str) -> Engine:
     return make_engine(url, pool_size=2)
+
+
+def record_sample_bia(url: str, days: int = 1, seed: int = 3) -> None:
+    """Keep a BIA over `days` of the sample retailer's generated history (its real volumes) as the
+    latest run, as `make demo` does: the failover's options and target_stock read it."""
+    sample, _ = load_world_file(SAMPLE_WORLD)
+    engine = engine_for(url)
+    with make_session_factory(engine).begin() as s:
+        history = generate_history(sample, days, seed)
+        record_history_run(s, "test", "generated", history, BiaParams(), datetime.now(UTC))
+    engine.dispose()
 
 
 def store_history(url: str, frame: pl.DataFrame) -> None:

@@ -10,26 +10,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bia.history import generate_history
-from bia.params import BiaParams
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess
-from control_plane.bia_runs.service import record_history_run
-from control_plane.store.db import make_session_factory
-from control_plane.world.loader import load_world_file
 
 from harness import (
-    SAMPLE_WORLD,
     ControlPlane,
     control_plane,
-    engine_for,
     prepare_database,
+    record_sample_bia,
     start_simulator,
     write_test_world,
 )
@@ -120,12 +113,7 @@ def test_a_dry_run_prints_every_option_priced_and_the_one_recommended(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "240")  # a wide terminal: Rich would fold the table at 80
     with stack(sqlite_url, tmp_path) as st:
-        sample, _ = load_world_file(SAMPLE_WORLD)
-        engine = engine_for(sqlite_url)
-        with make_session_factory(engine).begin() as s:
-            history = generate_history(sample, 1, 3)
-            record_history_run(s, "test", "generated", history, BiaParams(), datetime.now(UTC))
-        engine.dispose()
+        record_sample_bia(sqlite_url)
         done = st.drctl("failover", "gwangju", "--reason", "typhoon coming", "--dry-run")
         assert done.returncode == 0, done.stderr
         text = " ".join(done.stdout.split())

@@ -14,7 +14,7 @@ from control_plane.auth.web_sessions import COOKIE
 from control_plane.dashboard.i18n import TEXT, negotiate
 from control_plane.store.tables import AuditEventRow
 
-from harness import engine_for
+from harness import engine_for, record_sample_bia
 
 __all__ = ["make_api"]
 ORIGIN = "http://testserver"
@@ -136,6 +136,20 @@ def test_an_operator_sees_the_plan_then_fails_over_by_typing_the_code(make_api: 
     page = client.get("/").text
     assert "busan failed over" in page
     assert re.search(r'data-site="busan" class="alarm"', page)
+
+
+def test_the_failover_plan_prices_every_option_and_marks_the_one_recommended(
+    make_api: Any, db_url: str
+) -> None:
+    client, tokens = make_api()
+    record_sample_bia(db_url)
+    log_in(client, tokens["operator"])
+    page = client.get("/ui/sites/gwangju/failover").text
+    for option in ("default", "backup:daejeon", "backup:busan", "hold"):
+        assert f'data-option="{option}"' in page
+    recommended = re.search(r'data-option="([^"]+)" class="recommended"', page)
+    assert recommended is not None and recommended.group(1) != "hold"
+    assert 'id="recommendation"' in page and "KRW over the first hour" in page
 
 
 def test_every_text_has_both_languages_and_the_page_follows_accept_language(make_api: Any) -> None:

@@ -16,19 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from bia.history import generate_history
-from bia.params import BiaParams
 from chaos.order_stream import OrderFactory
 from control_plane.app import create_app
-from control_plane.bia_runs.service import record_history_run
 from control_plane.domain import World
 from control_plane.settings import Settings
 from control_plane.store.db import make_session_factory
 from control_plane.store.tables import AuditEventRow, IncidentEventRow, OrderRow, SiteRow, StockRow
-from control_plane.world.loader import load_world_file
 from control_plane.world.repository import save_world
 
-from harness import SAMPLE_WORLD, engine_for, prepare_database, start_simulator, write_test_world
+from harness import engine_for, prepare_database, record_sample_bia, start_simulator, write_test_world
 
 
 @dataclass
@@ -73,14 +69,7 @@ def make_stack(db_url: str, tmp_path: Path) -> Iterator[Any]:
     world, path = write_test_world(tmp_path / "world.yaml")
     sim = start_simulator(path)
     tokens = prepare_database(db_url, world)
-    # two days of the sample retailer's history (its real volumes) as the latest BIA
-    sample, _ = load_world_file(SAMPLE_WORLD)
-    engine = engine_for(db_url)
-    with make_session_factory(engine).begin() as s:
-        record_history_run(
-            s, "test", "generated", generate_history(sample, 2, 11), BiaParams(), datetime.now(UTC)
-        )
-    engine.dispose()
+    record_sample_bia(db_url, days=2, seed=11)  # two days of the sample retailer's volumes
     clients: list[TestClient] = []
 
     def make(orders: int = 12, **settings: Any) -> Stack:

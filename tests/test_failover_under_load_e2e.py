@@ -24,7 +24,14 @@ from chaos.sim_process import SimProcess, wait_until
 from control_plane.domain import World
 from control_plane.store.tables import DcCancelRow, OrderRow
 
-from harness import control_plane, engine_for, prepare_database, start_simulator, write_test_world
+from harness import (
+    control_plane,
+    engine_for,
+    prepare_database,
+    record_sample_bia,
+    start_simulator,
+    write_test_world,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -199,6 +206,7 @@ def test_failover_in_mid_load_leaves_no_live_order_at_the_site(
 ) -> None:
     world, path = write_test_world(tmp_path / "world.yaml")
     tokens = prepare_database(pg_url, world)
+    record_sample_bia(pg_url)  # so the failover weighs its targets' critical stock (target_stock: warn)
     op = {"Authorization": f"Bearer {tokens['operator']}"}
     bodies = mixed_orders(world, 8000, seed=31)
     with start_simulator(path) as sim, control_plane(pg_url, tmp_path, workers=2) as cp:
@@ -207,6 +215,18 @@ def test_failover_in_mid_load_leaves_no_live_order_at_the_site(
             assert wait_until(lambda: placed_count(pg_url) >= 300, 120, 0.1), "the load did not start"
             if fault:
                 sim.set_fault(VICTIM, mode=fault)
+            else:
+                # the operator reads the priced options first, under the same load: nothing moves
+                plan = httpx.post(
+                    f"{cp.base_url}/v1/sites/{VICTIM}/failover",
+                    headers=op,
+                    json={"reason": "flood at Icheon", "dry_run": True},
+                    timeout=120,
+                    trust_env=False,
+                )
+                assert plan.status_code == 200, plan.text
+                assert plan.json()["recommendation"]["option"] is not None, plan.json()["recommendation"]
+                assert {o["name"] for o in plan.json()["options"]} >= {"default", "hold"}
             # when an operator fails the victim over in the middle of it
             started = time.monotonic()
             resp = httpx.post(
