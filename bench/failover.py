@@ -2,7 +2,9 @@
 
 In one run, on a fresh PostgreSQL database, with the simulator's DCs and `drctl serve --workers N`:
 N orders (1,000 by default) are posted so that all of them go to Icheon; then an operator failover
-of Icheon moves them (cancel at Icheon, move, dispatch to the backups). Reported: the failover's
+of Icheon moves them (cancel at Icheon, move, dispatch to the backups). Before it, the dry run an
+operator reads first (every option planned, checked and priced with a BIA over a day of the sample
+retailer's history) is timed too. Reported: the failover's
 wall time as the client sees it, the mover's own seconds, orders/s, and a reconciliation of every
 order against the DC ledgers once the cancel outbox has caught up: stranded (still live in the
 store at Icheon), lost (in no ledger), duplicated (live in two ledgers). Target (issue 10): <= 5 s
@@ -31,16 +33,20 @@ import yaml
 from sqlalchemy import select
 
 from bench.intake import bench_world, fresh_database, log, serve_argv, server
+from bia.history import generate_history
+from bia.params import BiaParams
 from chaos.order_stream import OrderFactory
 from chaos.ports import free_port
 from chaos.sim_process import SimProcess, targets_from_world, wait_until
 from control_plane.auth import repository as tokens
+from control_plane.bia_runs.service import record_history_run
 from control_plane.store.db import make_engine, make_session_factory
 from control_plane.store.migrate import upgrade
 from control_plane.store.tables import OrderRow
 from control_plane.world.loader import load_world_file
 from control_plane.world.repository import save_world
 
+SAMPLE_WORLD = Path(__file__).resolve().parents[1] / "examples" / "kr-retail" / "world.yaml"
 VICTIM = "icheon"
 NEAR_VICTIM = {"region": "capital", "postal_code": "17379", "lat": 37.28, "lon": 127.44}
 SKUS = [f"KR-{n:04d}" for n in range(21, 36)]  # held by Icheon and its backups, not by the Seoul MFC
@@ -56,6 +62,16 @@ def prepare(url: str, world_path: Path) -> dict[str, str]:
         out = {role: tokens.create_token(s, f"bench-{role}", role, now) for role in ("ingest", "operator")}
     engine.dispose()
     return out
+
+
+def record_bia(url: str) -> None:
+    """A BIA over a day of the sample retailer's history as the latest run: the dry run prices with it."""
+    sample, _ = load_world_file(SAMPLE_WORLD)
+    engine = make_engine(url, pool_size=2)
+    with make_session_factory(engine).begin() as s:
+        history = generate_history(sample, 1, 3)
+        record_history_run(s, "bench", "generated", history, BiaParams(), datetime.now(UTC))
+    engine.dispose()
 
 
 def orders_for_victim(world_path: Path, n: int, seed: int) -> list[dict[str, Any]]:
@@ -113,6 +129,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         world_path = bench_world(Path(tmp))
         data = yaml.safe_load(world_path.read_text())
         toks = prepare(url, world_path)
+        record_bia(url)
         world, model = load_world_file(world_path)
         port = free_port()
         env = {
@@ -129,6 +146,17 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             placed = post_all(base, toks["ingest"], orders_for_victim(world_path, args.orders, seed))
             if placed != Counter({VICTIM: args.orders}):
                 raise RuntimeError(f"orders did not all go to {VICTIM}: {placed}")
+            # the dry run an operator reads first: every option planned, checked and priced
+            started = time.perf_counter()
+            plan = httpx.post(
+                f"{base}/v1/sites/{VICTIM}/failover",
+                headers={"Authorization": f"Bearer {toks['operator']}"},
+                json={"reason": "bench: flood at Icheon", "dry_run": True},
+                timeout=600,
+                trust_env=False,
+            )
+            dry_run = time.perf_counter() - started
+            plan.raise_for_status()
             started = time.perf_counter()
             resp = httpx.post(
                 f"{base}/v1/sites/{VICTIM}/failover",
@@ -143,7 +171,15 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             # the outbox delivers cancels Icheon did not confirm at once (settle time 1 s)
             wait_until(lambda: not sim.ledger(VICTIM), 30, 0.25)
             checked = reconcile(url, sim, [s["code"] for s in data["sites"]])
-        return {"seconds": wall, "mover_seconds": moved["seconds"], "moved": moved, **checked}
+        return {
+            "seconds": wall,
+            "dry_run_seconds": dry_run,
+            "options": len(plan.json()["options"]),
+            "recommended": plan.json()["recommendation"]["option"],
+            "mover_seconds": moved["seconds"],
+            "moved": moved,
+            **checked,
+        }
 
 
 def main() -> None:
@@ -170,6 +206,9 @@ def main() -> None:
                 "runs": args.runs,
                 "seconds_median": round(seconds, 3),
                 "seconds_runs": [round(r["seconds"], 3) for r in runs],
+                "dry_run_seconds_median": round(statistics.median(r["dry_run_seconds"] for r in runs), 3),
+                "dry_run_options": runs[0]["options"],
+                "recommended": runs[0]["recommended"],
                 "orders_per_s_median": round(args.orders / seconds, 1),
                 "stranded": max(r["stranded"] for r in runs),
                 "lost": max(r["lost"] for r in runs),

@@ -18,7 +18,7 @@ from typing import Any
 
 from bia.decision import HOLD, Candidate, DemandProfile, OptionCost, OptionFacts, option_cost, recommend
 from bia.results import site_skus, site_targets
-from control_plane.domain import Region, SiteState
+from control_plane.domain import Region, Site, SiteState
 from failover.eta import EtaModel
 from failover.plan import InFlightOrder, plan_failover
 from failover.safety import (
@@ -97,73 +97,27 @@ def price_options(
 ) -> dict[str, object]:
     """Every option with its plan figures, rules and cost, and the recommendation (the dry run's
     `options` and `recommendation`); without a BIA the options carry no cost and none is recommended."""
-    by_code = {s.site.code: s for s in inputs.states}
-    failed = by_code[inputs.site].site
+    sites = {s.site.code: s.site for s in inputs.states}
     choices: list[tuple[str, tuple[str, ...] | None]] = [(DEFAULT, None)]
-    choices += [(f"backup:{b}", (b,)) for b in failed.backups if b in by_code]
+    choices += [(f"backup:{b}", (b,)) for b in sites[inputs.site].backups if b in sites]
     wanted = tuple(sorted(set(requested))) if requested is not None else None
     requested_name = next((name for name, t in choices if t is not None and tuple(sorted(t)) == wanted), None)
     if wanted is not None and requested_name is None:
         requested_name = "requested"
         choices.append((requested_name, wanted))
     profile = DemandProfile.from_document(doc, inputs.site) if doc is not None else None
-    own = site_targets(doc) if doc is not None else {}
-    sites = {s.site.code: s.site for s in inputs.states}
     options: list[dict[str, object]] = []
     candidates: list[Candidate] = []
     for name, targets in choices:
-        plan = plan_failover(
-            inputs.site, inputs.orders, inputs.states, inputs.stock, targets, inputs.eta, inputs.now
-        )
-        rules = evaluate_failover(
-            inputs.site,
-            inputs.states,
-            list(inputs.regions.values()),
-            targets,
-            len(inputs.orders),
-            inputs.expected_demand,
-            inputs.policy,
-            inputs.eta,
-            inputs.now,
-            inputs.check,
-        )
-        serving = [
-            s
-            for s in inputs.states
-            if s.site.code != inputs.site and serves(s) and (targets is None or s.site.code in targets)
-        ]
-        spare = {}
-        for s in serving:
-            target = own.get(s.site.code)
-            # this hour the target also takes its own orders: the BIA's expected load, or what it
-            # has taken so far if more
-            expected_own = target.expected_orders_at(inputs.now, _zone(doc)) if target else 0.0
-            used = max(float(s.routed_this_hour), expected_own) + plan.per_target.get(s.site.code, 0)
-            spare[s.site.code] = max(0.0, s.site.capacity_per_hour - used)
-        facts = OptionFacts(
-            name=name,
-            targets=tuple(s.site.code for s in serving),
-            spare_per_hour=spare,
-            stock_held_per_hour=_stock_held_per_hour(rules),
-            in_flight=len(inputs.orders),
-            in_flight_late=plan.late,
-            in_flight_held=len(plan.unplaceable),
-            notices=len(plan.notices),
-        )
-        cost = (
-            option_cost(facts, profile, sites[inputs.site], sites, inputs.regions, inputs.now)
-            if profile
-            else None
-        )
-        first = refusal(rules)
-        options.append(_option_json(facts, targets, rules, plan.per_target, cost, name == requested_name))
+        facts, rules, per_target = _plan_option(inputs, name, targets, doc)
+        cost = _price(facts, profile, inputs, sites)
+        options.append(_option_json(facts, targets, rules, per_target, cost, name == requested_name))
         if cost is not None:
+            first = refusal(rules)
             candidates.append(Candidate(name, cost.cost_first_hour, first.name if first else None))
     # holding: nothing moves and no rule applies; every order waits for the site
     hold = OptionFacts(HOLD, (), {}, 0.0, len(inputs.orders), 0, len(inputs.orders), 0)
-    hold_cost = (
-        option_cost(hold, profile, sites[inputs.site], sites, inputs.regions, inputs.now) if profile else None
-    )
+    hold_cost = _price(hold, profile, inputs, sites)
     options.append(_option_json(hold, (), [], {}, hold_cost, False))
     if profile is None or hold_cost is None:
         reason = "no BIA run yet: options are not priced (POST /v1/bia/runs), so none is recommended"
@@ -172,6 +126,57 @@ def price_options(
     recommendation = recommend(candidates, profile.params.currency).to_json_dict()
     recommendation |= {"currency": profile.params.currency, "bia_generated_at": profile.bia_generated_at}
     return {"options": options, "recommendation": recommendation}
+
+
+def _plan_option(
+    inputs: OptionInputs, name: str, targets: tuple[str, ...] | None, doc: Mapping[str, Any] | None
+) -> tuple[OptionFacts, list[RuleResult], dict[str, int]]:
+    """Plan one option's move of the in-flight orders, check its rules, and read its targets' room."""
+    plan = plan_failover(
+        inputs.site, inputs.orders, inputs.states, inputs.stock, targets, inputs.eta, inputs.now
+    )
+    rules = evaluate_failover(
+        inputs.site,
+        inputs.states,
+        list(inputs.regions.values()),
+        targets,
+        len(inputs.orders),
+        inputs.expected_demand,
+        inputs.policy,
+        inputs.eta,
+        inputs.now,
+        inputs.check,
+    )
+    own = site_targets(doc) if doc is not None else {}
+    spare = {}
+    for s in inputs.states:
+        code = s.site.code
+        if code == inputs.site or not serves(s) or (targets is not None and code not in targets):
+            continue
+        # this hour the target also takes its own orders: the BIA's expected load, or what it has
+        # taken so far if more; and the in-flight orders the plan sends it
+        expected_own = own[code].expected_orders_at(inputs.now, _zone(doc)) if code in own else 0.0
+        used = max(float(s.routed_this_hour), expected_own) + plan.per_target.get(code, 0)
+        spare[code] = max(0.0, s.site.capacity_per_hour - used)
+    facts = OptionFacts(
+        name=name,
+        targets=tuple(spare),
+        spare_per_hour=spare,
+        stock_held_per_hour=_stock_held_per_hour(rules),
+        in_flight=len(inputs.orders),
+        in_flight_late=plan.late,
+        in_flight_held=len(plan.unplaceable),
+        notices=len(plan.notices),
+    )
+    return facts, rules, plan.per_target
+
+
+def _price(
+    facts: OptionFacts, profile: DemandProfile | None, inputs: OptionInputs, sites: Mapping[str, Site]
+) -> OptionCost | None:
+    if profile is None:
+        return None
+    return option_cost(facts, profile, sites[inputs.site], sites, inputs.regions, inputs.now)
 
 
 def _zone(doc: Mapping[str, Any] | None) -> str:
