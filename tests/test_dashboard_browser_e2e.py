@@ -183,7 +183,12 @@ def test_an_operator_fails_over_through_the_ui(browser: Any, stack: Stack) -> No
     # the dry-run plan first: orders to move, and every safety rule with its numbers
     assert page.locator("#orders-to-move").inner_text().isdigit()
     assert page.locator("tr[data-rule]").count() >= 3
+    # every option priced with the BIA, the recommended one marked
+    assert page.locator("tr[data-option]").count() >= 4
+    assert page.locator("tr.recommended").count() == 1
+    assert "over the first hour" in page.locator("#recommendation").inner_text()
     assert_accessible(page)
+    screenshot(page, ARTIFACTS / "dashboard-failover-plan-desktop.png")
     page.get_by_label("Reason").fill("flood at Icheon (dashboard test)")
     page.get_by_label("Type the site code icheon to confirm").fill("icheom")  # a typo first
     page.get_by_role("button", name="Fail over icheon now").click()
