@@ -124,6 +124,21 @@ def reconcile(url: str, sim: SimProcess, sites: list[str]) -> dict[str, int]:
     }
 
 
+def timed_failover(base: str, token: str, **body: bool) -> tuple[httpx.Response, float]:
+    """POST the victim's failover; return the answer (raised unless 2xx) and the seconds it took."""
+    started = time.perf_counter()
+    resp = httpx.post(
+        f"{base}/v1/sites/{VICTIM}/failover",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"reason": "bench: flood at Icheon", **body},
+        timeout=600,
+        trust_env=False,
+    )
+    seconds = time.perf_counter() - started
+    resp.raise_for_status()
+    return resp, seconds
+
+
 def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="drctl-bench-failover-") as tmp, fresh_database() as url:
         world_path = bench_world(Path(tmp))
@@ -146,27 +161,10 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             placed = post_all(base, toks["ingest"], orders_for_victim(world_path, args.orders, seed))
             if placed != Counter({VICTIM: args.orders}):
                 raise RuntimeError(f"orders did not all go to {VICTIM}: {placed}")
-            # the dry run an operator reads first: every option planned, checked and priced
-            started = time.perf_counter()
-            plan = httpx.post(
-                f"{base}/v1/sites/{VICTIM}/failover",
-                headers={"Authorization": f"Bearer {toks['operator']}"},
-                json={"reason": "bench: flood at Icheon", "dry_run": True},
-                timeout=600,
-                trust_env=False,
-            )
-            dry_run = time.perf_counter() - started
-            plan.raise_for_status()
-            started = time.perf_counter()
-            resp = httpx.post(
-                f"{base}/v1/sites/{VICTIM}/failover",
-                headers={"Authorization": f"Bearer {toks['operator']}"},
-                json={"reason": "bench: flood at Icheon", "force": True},
-                timeout=600,
-                trust_env=False,
-            )
-            wall = time.perf_counter() - started
-            resp.raise_for_status()
+            # the dry run an operator reads first (every option planned, checked and priced), then
+            # the failover itself
+            plan, dry_run = timed_failover(base, toks["operator"], dry_run=True)
+            resp, wall = timed_failover(base, toks["operator"], force=True)
             moved = resp.json()["moved"]
             # the outbox delivers cancels Icheon did not confirm at once (settle time 1 s)
             wait_until(lambda: not sim.ledger(VICTIM), 30, 0.25)

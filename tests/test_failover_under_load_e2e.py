@@ -39,6 +39,13 @@ VICTIM = "icheon"
 CLIENTS = 16
 
 
+def post_victim(base_url: str, action: str, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+    """An operator's failover or failback of the victim."""
+    return httpx.post(
+        f"{base_url}/v1/sites/{VICTIM}/{action}", headers=headers, json=body, timeout=300, trust_env=False
+    )
+
+
 def mixed_orders(world: World, n: int, seed: int) -> list[dict[str, Any]]:
     """Mostly orders near the victim (its region's demand), the rest anywhere."""
     near = icheon_orders(world, n, seed=seed)
@@ -217,25 +224,15 @@ def test_failover_in_mid_load_leaves_no_live_order_at_the_site(
                 sim.set_fault(VICTIM, mode=fault)
             else:
                 # the operator reads the priced options first, under the same load: nothing moves
-                plan = httpx.post(
-                    f"{cp.base_url}/v1/sites/{VICTIM}/failover",
-                    headers=op,
-                    json={"reason": "flood at Icheon", "dry_run": True},
-                    timeout=120,
-                    trust_env=False,
+                plan = post_victim(
+                    cp.base_url, "failover", op, {"reason": "flood at Icheon", "dry_run": True}
                 )
                 assert plan.status_code == 200, plan.text
                 assert plan.json()["recommendation"]["option"] is not None, plan.json()["recommendation"]
                 assert {o["name"] for o in plan.json()["options"]} >= {"default", "hold"}
             # when an operator fails the victim over in the middle of it
             started = time.monotonic()
-            resp = httpx.post(
-                f"{cp.base_url}/v1/sites/{VICTIM}/failover",
-                headers=op,
-                json={"reason": "flood at Icheon", "force": True},
-                timeout=300,
-                trust_env=False,
-            )
+            resp = post_victim(cp.base_url, "failover", op, {"reason": "flood at Icheon", "force": True})
             took = time.monotonic() - started
             assert resp.status_code == 200, resp.text
             body = resp.json()
@@ -262,13 +259,7 @@ def test_failover_in_mid_load_leaves_no_live_order_at_the_site(
         # when it returns, failback cancels every owed copy there before reopening it
         sim.clear_fault(VICTIM)
         time.sleep(1.2)  # the cancel settle time of the test settings: a 404 is trusted after it
-        back = httpx.post(
-            f"{cp.base_url}/v1/sites/{VICTIM}/failback",
-            headers=op,
-            json={"reason": "water pumped out"},
-            timeout=300,
-            trust_env=False,
-        )
+        back = post_victim(cp.base_url, "failback", op, {"reason": "water pumped out"})
         assert back.status_code == 200, back.text
         _, owed_after = store_view(pg_url)
         assert owed_after == 0
