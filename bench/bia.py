@@ -243,8 +243,10 @@ def main() -> None:
             "analysis_peak_rss_mb_max": rss_max,
             "core_vs_duckdb_ratio_max": 2.0,
         },
+        # per format: the 10M target is stated for Parquet, the format a year of history is
+        # kept in; CSV parsing (timestamps with offsets above all) costs more, and shows here
         "targets_met": {
-            "analysis_seconds": all(v <= seconds_max for v in analysis_seconds.values()),
+            "analysis_seconds": {name: v <= seconds_max for name, v in analysis_seconds.items()},
             "analysis_peak_rss": peak_rss_mb <= rss_max,
             "core_vs_duckdb": all(v <= 2.0 for v in ratio.values()),
         },
