@@ -35,7 +35,7 @@ class Period:
 
 
 def local_hours(
-    placed_at: pl.Expr, dtype: pl.DataType, first: datetime, last: datetime, params: BiaParams
+    placed_at: pl.Expr, dtype: pl.DataType, first: datetime | None, last: datetime | None, params: BiaParams
 ) -> pl.Expr:
     """Wall-clock hours since the epoch in the retailer's zone (naive timestamps are local already).
 
@@ -44,8 +44,8 @@ def local_hours(
     expression the streaming engine runs batch by batch.
     """
     seconds = placed_at.dt.epoch("s")
-    if getattr(dtype, "time_zone", None) is None:
-        return seconds // 3600
+    if getattr(dtype, "time_zone", None) is None or first is None or last is None:
+        return seconds // 3600  # local already, or no lines at all (over an explicit period)
     utc_h = seconds // 3600
     low, high = _utc_hour(first), _utc_hour(last)
     offsets = [_offset_at(h, params) for h in range(low, high + 1)]
@@ -160,13 +160,10 @@ def prepare_lines(
     data = compact_history(history, source)
     _check_known(data, world)
     placed_at = data["placed_at"]
-    first, last = placed_at.min(), placed_at.max()
-    period = make_period(
-        first if isinstance(first, datetime) else None,
-        last if isinstance(last, datetime) else None,
-        params,
-        wall_clock=getattr(placed_at.dtype, "time_zone", None) is None,
-    )
+    low, high = placed_at.min(), placed_at.max()
+    first = low if isinstance(low, datetime) else None  # None: no lines
+    last = high if isinstance(high, datetime) else None
+    period = make_period(first, last, params, wall_clock=getattr(placed_at.dtype, "time_zone", None) is None)
     outside = _outside(data, period)
     if outside:  # only with an explicit period: the default one spans every order
         message = (
@@ -174,7 +171,6 @@ def prepare_lines(
             f"{period.end.isoformat()} ({params.timezone}); orders run from {first} to {last}"
         )
         raise InvalidInput(f"order history: {message}", [FieldError("history.placed_at", message)])
-    assert isinstance(first, datetime) and isinstance(last, datetime)  # an empty history has no period
     hours = local_hours(pl.col("placed_at"), placed_at.dtype, first, last, params)
     # In memory, not streamed: the untouched columns stay the compact frame's buffers, not copies.
     lines = data.select(

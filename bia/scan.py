@@ -68,7 +68,7 @@ def scan_history(path: Path) -> pl.LazyFrame:
         else:
             _require_columns(pl.read_csv(path, n_rows=0).columns, str(path))
             # text stays text (postal codes keep their leading zeros); timestamps are parsed later,
-            # in the format a sample shows (see typed_history)
+            # in the format a sample shows (see _typed_history)
             text = {c: pl.String for c in (*_TEXT, "placed_at")}
             frame = pl.scan_csv(path, schema_overrides=text)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -83,7 +83,7 @@ def read_history(path: Path) -> pl.DataFrame:
 
 def normalize_history(frame: pl.DataFrame | pl.LazyFrame, source: str = "history") -> pl.DataFrame:
     """Check and cast the ten history columns: text ids, a datetime, integer qty, float price."""
-    typed, unparsed = typed_history(frame, source)
+    typed, unparsed = _typed_history(frame, source)
     data = _collect(typed.with_columns(unparsed=unparsed), source)
     nulls = {c: data[c].null_count() for c in HISTORY_COLUMNS}
     _check_values(data, nulls, source)
@@ -94,9 +94,9 @@ def compact_history(frame: pl.DataFrame | pl.LazyFrame, source: str = "history")
     """Read the history once into the compact, checked frame the analysis runs on.
 
     Columns: order_key and customer_key (u64 hashes), channel, region, site and sku (categorical),
-    placed_at, qty and unit_price as typed by typed_history.
+    placed_at, qty and unit_price as typed by _typed_history.
     """
-    typed, unparsed = typed_history(frame, source)
+    typed, unparsed = _typed_history(frame, source)
     compact = typed.select(
         # Distinct counts run a third faster on 64-bit hashes than on the strings; a collision
         # among ten million ids has a chance of about 3e-6. An empty id stays empty, to be counted.
@@ -121,12 +121,12 @@ def compact_history(frame: pl.DataFrame | pl.LazyFrame, source: str = "history")
     return data.drop("postal_missing", "unparsed")
 
 
-def typed_history(frame: pl.DataFrame | pl.LazyFrame, source: str) -> tuple[pl.LazyFrame, pl.Expr]:
-    """The ten history columns, lazily cast (text ids, a datetime, integer qty, float price), and
-    an expression true on lines whose text timestamp did not parse.
+def _typed_history(frame: pl.DataFrame | pl.LazyFrame, source: str) -> tuple[pl.LazyFrame, pl.Expr]:
+    """Cast the ten columns lazily; also return an expression true where a text timestamp did not parse.
 
-    Such a timestamp becomes empty in the cast and is told apart from a really empty one by that
-    expression, so a bad row anywhere in the file gets the same message as a bad sample.
+    Types: text ids, a microsecond datetime, integer qty, float price. A timestamp that does not
+    parse becomes empty in the cast and is told apart from a really empty one by that expression,
+    so a bad row anywhere in the file gets the same message as a bad sample.
     """
     lazy = frame.lazy()
     try:
@@ -148,6 +148,7 @@ def typed_history(frame: pl.DataFrame | pl.LazyFrame, source: str) -> tuple[pl.L
 
 
 def _hash(column: pl.Expr) -> pl.Expr:
+    """A 64-bit hash of each value; empty stays empty (a hash of nothing would hide it from the checks)."""
     return pl.when(column.is_not_null()).then(column.hash())
 
 

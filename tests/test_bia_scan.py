@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +87,15 @@ def test_a_scanned_parquet_is_checked_like_a_frame(
         run_bia(scan_history(path), world, BiaParams(), now=NOW)
     with pytest.raises(InvalidInput, match=re.escape(message)):
         run_bia(bad, world, BiaParams(), now=NOW)
+
+
+def test_an_empty_history_over_an_explicit_period_has_no_demand(
+    world: World, three_days: pl.DataFrame
+) -> None:
+    start = three_days["placed_at"].min()
+    assert isinstance(start, datetime)
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    params = BiaParams(period_start=hour, period_end=hour + timedelta(days=1))
+    result = run_bia(three_days.clear().lazy(), world, params, now=NOW)
+    assert result.period_hours == 24
+    assert result.totals.lines == 0 and result.totals.orders == 0
