@@ -40,8 +40,8 @@ def local_hours(
     """Wall-clock hours since the epoch in the retailer's zone (naive timestamps are local already).
 
     The zone's offset is looked up once per UTC hour from `first` to `last` (thousands), never per
-    line (millions), and applied as a base offset plus one step per change (daylight saving), an
-    expression the streaming engine runs batch by batch.
+    line (millions), and applied as a base offset plus one step per change (daylight saving): a
+    plain column expression, with no per-line lookup table to build or join.
     """
     seconds = placed_at.dt.epoch("s")
     if getattr(dtype, "time_zone", None) is None or first is None or last is None:
