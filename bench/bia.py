@@ -1,14 +1,17 @@
-"""Benchmark the BIA over 1,000,000 order lines beside a plain DuckDB SQL baseline (DESIGN §11).
+"""Benchmark the BIA over N order lines (default 1,000,000) beside a plain DuckDB SQL baseline (DESIGN §11).
 
     .venv/bin/python bench/bia.py [--lines 1000000] [--repeat 3] [--cache DIR]
+
+Targets scale with --lines (see targets_for): 1,000,000 lines in under 3 s and 1 GB, 10,000,000 (a
+year of a mid-size retailer, issue 16) in under 5 s and 1.5 GB.
 
 Generates (or reuses from --cache) the sample world's history as Parquet and CSV, then times, each
 repetition in a fresh child process so imports, caches and memory do not carry over:
 
-* analysis: read the file + run_bia + write bia.json and the CSVs (every output but the HTML);
+* analysis: scan the file + run_bia + write bia.json and the CSVs (every output but the HTML);
   its peak RSS is the largest `ru_maxrss` over those children (RUSAGE_CHILDREN, read before any
   other child runs);
-* core: read the file + checks + orders, revenue and distinct customers per site and hour of week;
+* core: scan the file + checks + orders, revenue and distinct customers per site and hour of week;
 * duckdb: the same core aggregation as one plain SQL query over the same file.
 
 Medians and ratios go into one JSON object printed last on stdout; progress goes to stderr.
@@ -87,13 +90,13 @@ def ensure_history(cache: Path, lines: int) -> tuple[Path, Path, float | None]:
 def child_analysis(path: Path) -> dict[str, Any]:
     from bia.engine import run_bia
     from bia.export import write_outputs
-    from bia.frame import read_history
+    from bia.frame import scan_history
     from control_plane.world.loader import load_world_file
 
     world, _ = load_world_file(WORLD)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        result = run_bia(read_history(path), world)
+        result = run_bia(scan_history(path), world)
         write_outputs(result, Path(out))
         seconds = time.perf_counter() - started
     return {
@@ -108,13 +111,13 @@ def child_core(path: Path) -> dict[str, Any]:
     import polars as pl
 
     from bia.demand import core_aggregation
-    from bia.frame import prepare_lines, read_history
+    from bia.frame import prepare_lines, scan_history
     from bia.params import BiaParams
     from control_plane.world.loader import load_world_file
 
     world, _ = load_world_file(WORLD)
     started = time.perf_counter()
-    lines, period = prepare_lines(read_history(path), world, BiaParams(timezone=TIMEZONE))
+    lines, period = prepare_lines(scan_history(path), world, BiaParams(timezone=TIMEZONE))
     table = core_aggregation(lines, period)
     seconds = time.perf_counter() - started
     totals = table.select(pl.col("orders").sum(), pl.col("revenue").sum(), pl.col("customers").sum()).row(0)
@@ -159,6 +162,25 @@ def median(runs: list[dict[str, Any]]) -> float:
     return round(statistics.median(seconds(runs)), 3)
 
 
+# (lines, analysis seconds, peak RSS MB): the 1M figures of DESIGN §11 and the 10M ones of issue 16
+TARGET_POINTS = ((1_000_000, 3.0, 1024.0), (10_000_000, 5.0, 1536.0))
+
+
+def targets_for(lines: int) -> tuple[float, float]:
+    """Analysis seconds and peak RSS (MB) allowed for `lines`: linear between the issue's two points.
+
+    Below the first point its figures hold (a small run still pays imports and process start);
+    past the last, both grow in proportion to the lines.
+    """
+    (low, low_s, low_mb), (high, high_s, high_mb) = TARGET_POINTS
+    if lines <= low:
+        return low_s, low_mb
+    if lines >= high:
+        return round(high_s * lines / high, 2), round(high_mb * lines / high, 1)
+    share = (lines - low) / (high - low)
+    return round(low_s + share * (high_s - low_s), 2), round(low_mb + share * (high_mb - low_mb), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,6 +215,7 @@ def main() -> None:
             mine, theirs = core[name][-1]["seconds"], duck[name][-1]["seconds"]
             log(f"core from {name} #{i + 1}: {mine:.2f} s, duckdb {theirs:.2f} s")
     analysis_seconds = {name: median(runs) for name, runs in analysis.items()}
+    seconds_max, rss_max = targets_for(args.lines)
     ratio = {name: round(median(core[name]) / median(duck[name]), 2) for name in sources}
     result = {
         "bench": "bia",
@@ -216,13 +239,15 @@ def main() -> None:
             for c, d in zip(core[name], duck[name], strict=True)
         ),
         "targets": {
-            "analysis_seconds_max": 3.0,
-            "analysis_peak_rss_mb_max": 1024,
+            "analysis_seconds_max": seconds_max,
+            "analysis_peak_rss_mb_max": rss_max,
             "core_vs_duckdb_ratio_max": 2.0,
         },
+        # per format: the issue's 10M target is stated for Parquet, the format a year of history is
+        # kept in; CSV parsing (timestamps with offsets above all) costs more, and shows here
         "targets_met": {
-            "analysis_seconds": all(v < 3.0 for v in analysis_seconds.values()),
-            "analysis_peak_rss": peak_rss_mb < 1024,
+            "analysis_seconds": {name: v <= seconds_max for name, v in analysis_seconds.items()},
+            "analysis_peak_rss": peak_rss_mb <= rss_max,
             "core_vs_duckdb": all(v <= 2.0 for v in ratio.values()),
         },
         "tiers": analysis["parquet"][0]["tiers"],

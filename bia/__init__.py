@@ -8,7 +8,7 @@ frames and parameters in and returns plain dataclasses; files and HTML are at th
 """
 
 from bia.engine import run_bia
-from bia.frame import HISTORY_COLUMNS, normalize_history, read_history
+from bia.frame import HISTORY_COLUMNS, normalize_history, read_history, scan_history
 from bia.history import generate_history, write_history
 from bia.params import BiaParams
 from bia.results import BiaResult, IntegrationImpact, LossPoint, SiteImpact, SiteTarget, site_targets
@@ -25,6 +25,7 @@ __all__ = [
     "normalize_history",
     "read_history",
     "run_bia",
+    "scan_history",
     "site_targets",
     "write_history",
 ]

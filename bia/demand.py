@@ -56,7 +56,7 @@ def hour_of_week_table(slots: pl.LazyFrame, key: str | None, period: Period) -> 
 
 def core_aggregation(lines: pl.DataFrame | pl.LazyFrame, period: Period) -> pl.DataFrame:
     """Orders, revenue and customers per site and hour of the week: what the bench compares with DuckDB."""
-    return hour_of_week_table(slot_aggregation(lines, "site"), "site", period).collect()
+    return hour_of_week_table(slot_aggregation(lines, "site"), "site", period).collect(engine="streaming")
 
 
 def demands_by_key(

@@ -1,7 +1,8 @@
 """Run a whole BIA: history + world + parameters in, a BiaResult out. Pure: no files, no clock unless given.
 
 Heavy lifting is columnar (Polars): every aggregation over order lines is one lazy query, and the
-independent ones are collected together so Polars runs them in parallel over one in-memory frame.
+independent ones are collected together by the streaming engine, which runs them in parallel over
+the compact frame of bia.scan in batches (the in-memory engine needs about twice the memory).
 What remains in Python works on aggregates (sites x hours of the week, SKUs x sites).
 """
 
@@ -16,7 +17,7 @@ import polars as pl
 
 from bia.demand import demands_by_key, hour_of_week_table, slot_aggregation, zero_demand
 from bia.failover_map import FailoverPlan, RegionDemand, plan_failover
-from bia.frame import HOURS_PER_WEEK, Period, hour_of_week_expr, normalize_history, prepare_lines
+from bia.frame import HOURS_PER_WEEK, Period, hour_of_week_expr, prepare_lines
 from bia.inventory import (
     SkuDemand,
     backup_coverage,
@@ -49,7 +50,7 @@ def run_bia(
             progress(stage, done)
 
     report("checking the order history", 0.0)
-    lines, period = prepare_lines(normalize_history(history, "history"), world, params)
+    lines, period = prepare_lines(history, world, params)
     report("aggregating demand by site, integration and hour", 0.2)
     site_codes = [s.code for s in world.sites]
     scopes = {i.code: integration_scope(i, world) for i in world.integrations}
@@ -148,7 +149,8 @@ def _aggregate(
             ),
             lazy.group_by("site", "region", "slot").agg(orders=pl.col("order_key").n_unique()),
             *per_scope,
-        ]
+        ],
+        engine="streaming",
     )
     return _Aggregates(
         site_demand=demands_by_key(site_table, "site", site_codes, period),
@@ -180,7 +182,8 @@ def _region_demand(
     """
     short = pl.DataFrame(
         [(site, sku, r) for (site, sku), r in ratio.items() if r < 1.0],
-        schema={"site": pl.String, "sku": pl.String, "ratio": pl.Float64},
+        # the lines hold site and sku as categoricals: join on the same type, not on text
+        schema={"site": pl.Categorical, "sku": pl.Categorical, "ratio": pl.Float64},
         orient="row",
     )
     deficit = (
@@ -198,7 +201,7 @@ def _region_demand(
         .group_by("site", "region", "how")
         .agg(pl.col("orders").sum())
         .join(deficit, on=["site", "region", "how"], how="left")
-        .collect()
+        .collect(engine="streaming")
     )
     acc: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     for row in table.iter_rows(named=True):
