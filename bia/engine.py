@@ -41,8 +41,11 @@ def run_bia(
     params: BiaParams | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    source: str = "history",
 ) -> BiaResult:
-    """Analyse an order history against a world; `progress(stage, fraction_done)` is called per stage."""
+    """Analyse an order history against a world; `progress(stage, fraction_done)` is called per stage.
+
+    `source` names the history in error messages (a file's path)."""
     params = params or BiaParams()
 
     def report(stage: str, done: float) -> None:
@@ -50,7 +53,7 @@ def run_bia(
             progress(stage, done)
 
     report("checking the order history", 0.0)
-    lines, period = prepare_lines(history, world, params)
+    lines, period = prepare_lines(history, world, params, source)
     report("aggregating demand by site, integration and hour", 0.2)
     site_codes = [s.code for s in world.sites]
     scopes = {i.code: integration_scope(i, world) for i in world.integrations}

@@ -22,7 +22,7 @@ from rich.table import Table
 from bia.charts import money
 from bia.engine import run_bia
 from bia.export import summary, write_outputs
-from bia.frame import read_history
+from bia.frame import scan_history
 from bia.history import generate_history, write_history
 from bia.params import BiaParams
 from bia.report import write_report
@@ -109,13 +109,14 @@ def run(
             if orders is None:
                 result = _run_over_store(days, params)
             else:
-                history = read_history(orders)
+                # scanned, not read: the file is streamed once into a compact frame inside run_bia
+                history = scan_history(orders)
 
                 def advance(stage: str, done: float) -> None:
                     bar.update(task, description=stage, completed=10 + done * 70)
 
                 assert world_model is not None
-                result = run_bia(history, world_model, params, progress=advance)
+                result = run_bia(history, world_model, params, progress=advance, source=str(orders))
             bar.update(task, description="writing JSON, CSVs and the HTML report", completed=85)
             written = _write_all(result, out)
             bar.update(task, description="done", completed=100)
