@@ -41,7 +41,8 @@ from failover.breakers import BreakerBoard, BreakerPolicy
 
 from harness import ControlPlane, control_plane, prepare_database, write_test_world
 
-pytestmark = pytest.mark.e2e
+# real processes, but what an operator sees and exit codes, no timing bound:
+# these run beside the other tests, not in the serial end-to-end phase
 
 POLICY = NoticePolicy(
     slack=timedelta(hours=12), coalesce_s=30, timezone="Asia/Seoul", support_url="https://shop.example/help"

@@ -27,7 +27,8 @@ from harness import (
     write_test_world,
 )
 
-pytestmark = pytest.mark.e2e
+# real processes, but exit codes and what reaches the API, no timing bound:
+# these run beside the other tests, not in the serial end-to-end phase
 
 
 @dataclass

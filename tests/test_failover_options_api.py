@@ -69,7 +69,7 @@ def make_stack(db_url: str, tmp_path: Path) -> Iterator[Any]:
     world, path = write_test_world(tmp_path / "world.yaml")
     sim = start_simulator(path)
     tokens = prepare_database(db_url, world)
-    record_sample_bia(db_url, days=2, seed=11)  # two days of the sample retailer's volumes
+    record_sample_bia(db_url, seed=11)
     clients: list[TestClient] = []
 
     def make(orders: int = 12, **settings: Any) -> Stack:
