@@ -9,10 +9,12 @@ safety rules can read the expected demand from the latest run (`latest_site_targ
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,40 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bia.engine import run_bia
-from bia.frame import HISTORY_COLUMNS
 from bia.params import BiaParams
 from bia.results import BiaResult, SiteTarget, site_targets
-from control_plane.domain import InvalidInput, NotFound, OrderStatus
-from control_plane.store.tables import BiaRunRow, OrderLineRow, OrderRow
+from control_plane.bia_runs import repository as bia_repo
+from control_plane.domain import InvalidInput, NotFound
+from control_plane.store.tables import BiaRunRow
 from control_plane.world import repository as world_repo
 
 log = logging.getLogger("drctl.bia")
-HISTORY_STATUSES = (OrderStatus.ROUTED.value, OrderStatus.ACCEPTED.value, OrderStatus.SHIPPED.value)
-
-
-def history_from_store(session: Session, since: datetime) -> pl.DataFrame:
-    """Order lines placed since `since` at a site, in the BIA history columns."""
-    stmt = (
-        select(
-            OrderRow.id.label("order_id"),
-            OrderRow.placed_at,
-            OrderRow.channel,
-            OrderRow.customer_id,
-            OrderRow.ship_region.label("region"),
-            OrderRow.ship_postal_code.label("postal_code"),
-            OrderRow.site,
-            OrderLineRow.sku,
-            OrderLineRow.qty,
-            OrderLineRow.unit_price,
-        )
-        .join(OrderLineRow, OrderLineRow.order_id == OrderRow.id)
-        .where(OrderRow.placed_at >= since, OrderRow.status.in_(HISTORY_STATUSES), OrderRow.site.is_not(None))
-    )
-    rows = session.execute(stmt).all()
-    # the columns BIA reads from a file, in its order; money as float like a file history
-    data: dict[str, Any] = {c: [getattr(r, c) for r in rows] for c in HISTORY_COLUMNS}
-    data["unit_price"] = [float(p) for p in data["unit_price"]]
-    return pl.DataFrame(data, schema_overrides={"placed_at": pl.Datetime("us", "UTC"), "qty": pl.Int64})
 
 
 class BiaRunner:
@@ -88,18 +64,19 @@ class BiaRunner:
 
     def _run(self, run_id: int, since: datetime, params: BiaParams) -> BiaResult | None:
         try:
-            with self._sessions() as s:
-                world = world_repo.load_world(s)
-                history = history_from_store(s, since)
-            if history.height == 0:
-                raise InvalidInput("no orders in the store for that period: nothing to analyse")
-            result = run_bia(history, world, params, now=self._clock())
+            with tempfile.TemporaryDirectory(prefix="drctl-bia-") as workdir:
+                with self._sessions() as s:
+                    world = world_repo.load_world(s)
+                    history, lines = bia_repo.order_history(s, since, Path(workdir))
+                if lines == 0:
+                    raise InvalidInput("no orders in the store for that period: nothing to analyse")
+                result = run_bia(history, world, params, now=self._clock())
             doc = result.to_json_dict()
         except Exception as exc:
             log.exception("BIA run %s failed", run_id)
             self._finish(run_id, "failed", None, str(exc)[:2000], None)
             return None
-        self._finish(run_id, "done", doc, None, history.height)
+        self._finish(run_id, "done", doc, None, lines)
         return result
 
     def _finish(
