@@ -148,6 +148,10 @@ def test_dry_run_writes_nothing(make_api: Any, db_url: str) -> None:
         "target_capacity",
         "target_stock",
     }
+    # without a BIA the options are listed but not priced, and none is recommended
+    assert {o["name"] for o in resp.json()["options"]} >= {"default", "hold"}
+    assert resp.json()["recommendation"]["option"] is None
+    assert "no BIA run yet" in resp.json()["recommendation"]["reason"]
     assert counts(db_url) == before
 
 

@@ -120,7 +120,8 @@ def price_options(
     hold_cost = _price(hold, profile, inputs, sites)
     options.append(_option_json(hold, (), [], {}, hold_cost, False))
     if profile is None or hold_cost is None:
-        reason = "no BIA run yet: options are not priced (POST /v1/bia/runs), so none is recommended"
+        missing = "no BIA run yet" if doc is None else f"the latest BIA run does not analyse {inputs.site}"
+        reason = f"{missing}: options are not priced (POST /v1/bia/runs), so none is recommended"
         return {"options": options, "recommendation": {"option": None, "reason": reason}}
     candidates.append(Candidate(HOLD, hold_cost.cost_first_hour, None))
     recommendation = recommend(candidates, profile.params.currency).to_json_dict()
