@@ -179,6 +179,8 @@ def test_targets_missing_a_critical_sku_are_refused_by_setting_then_pass_once_st
     # the held orders such a failover would cause are counted
     rule = next(r for r in dry_run(st, "icheon", targets=["daejeon"])["rules"] if r["name"] == "target_stock")
     assert rule["numbers"]["orders_held_over_horizon"] > 0
+    plan = dry_run(st, "icheon", targets=["daejeon"])["plan"]
+    assert plan["held_for_stock_over_horizon"] == rule["numbers"]["orders_held_over_horizon"]
     # place the units the rule asked for: it passes, and the failover goes through
     st.restock({("daejeon", r["sku"]): r["shortfall"] for r in rows}, add=True)
     rule = next(r for r in dry_run(st, "icheon", targets=["daejeon"])["rules"] if r["name"] == "target_stock")

@@ -184,13 +184,19 @@ def _zone(doc: Mapping[str, Any] | None) -> str:
     return str((doc or {}).get("params", {}).get("timezone", "Asia/Seoul"))
 
 
-def _stock_held_per_hour(rules: Sequence[RuleResult]) -> float:
-    """Orders per hour held for lack of critical stock, as the target_stock rule counted them."""
+def held_for_stock(rules: Sequence[RuleResult]) -> tuple[float, float]:
+    """The orders the target_stock rule counted as held for lack of critical stock over its
+    horizon, and that horizon in hours (0, 0 when it did not check)."""
     rule = next((r for r in rules if r.name == TARGET_STOCK), None)
     if rule is None:
-        return 0.0
-    held = float(rule.numbers.get("orders_held_over_horizon", 0.0))
-    hours = float(rule.numbers.get("coverage_hours", 0.0) or 0.0)
+        return 0.0, 0.0
+    return float(rule.numbers.get("orders_held_over_horizon", 0.0)), float(
+        rule.numbers.get("coverage_hours", 0.0)
+    )
+
+
+def _stock_held_per_hour(rules: Sequence[RuleResult]) -> float:
+    held, hours = held_for_stock(rules)
     return held / hours if hours > 0 and math.isfinite(held) else 0.0
 
 

@@ -26,7 +26,13 @@ from control_plane.bia_runs.service import latest_document
 from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
 from control_plane.operations.moves import MoveReport, SiteMover
-from control_plane.operations.options import OptionInputs, critical_skus, price_options, stock_check
+from control_plane.operations.options import (
+    OptionInputs,
+    critical_skus,
+    held_for_stock,
+    price_options,
+    stock_check,
+)
 from control_plane.orders import repository as order_repo
 from failover.dispatch import DcUnavailable
 from failover.plan import plan_failover
@@ -112,7 +118,7 @@ class SiteOperations:
             "site": code,
             "dry_run": dry_run,
             "accepting_before": site.accepting,
-            "plan": plan.to_json_dict(),
+            "plan": plan.to_json_dict() | {"held_for_stock_over_horizon": held_for_stock(rules)[0]},
             "rules": [r.to_json_dict() for r in rules],
             "expires_at": expires_at.isoformat() if expires_at else None,
         }
