@@ -19,6 +19,7 @@ from bia.demand import demands_by_key, hour_of_week_table, slot_aggregation, zer
 from bia.failover_map import FailoverPlan, RegionDemand, plan_failover
 from bia.frame import HOURS_PER_WEEK, Period, hour_of_week_expr, prepare_lines
 from bia.inventory import (
+    SiteSkuTotals,
     SkuDemand,
     backup_coverage,
     preposition_plan,
@@ -64,10 +65,14 @@ def run_bia(
     report("ranking SKUs and checking backup stock", 0.45)
     ranks, pareto = rank_skus(_sku_demand(site_sku_table), world, params)
     site_sku = {(r["site"], r["sku"]): r for r in site_sku_table.iter_rows(named=True)}
-    units = {k: float(r["units"]) for k, r in site_sku.items()}
-    revenue = {k: float(r["revenue"]) for k, r in site_sku.items()}
-    orders = {k: float(r["orders"]) for k, r in site_sku.items()}
-    ratio, shortfalls = backup_coverage(units, revenue, orders, world, period.hours, params)
+    totals_by_site_sku = SiteSkuTotals.of(
+        {k: float(r["units"]) for k, r in site_sku.items()},
+        {k: float(r["revenue"]) for k, r in site_sku.items()},
+        {k: float(r["orders"]) for k, r in site_sku.items()},
+        world,
+        params,
+    )
+    ratio, shortfalls = backup_coverage(totals_by_site_sku, world, period.hours, params)
     regions = _region_demand(lines, agg.region_slots, ratio, period)
 
     report("mapping failover routes and capacity", 0.65)
@@ -114,7 +119,7 @@ def run_bia(
         spofs=single_points_of_failure(ranks, world, period.hours),
         failover_routes=tuple(r for plan in plans.values() for r in plan.routes),
         failover_capacity=tuple(c for plan in plans.values() for c in plan.capacity),
-        site_skus=site_sku_demand(units, revenue, orders, world, period.hours, params),
+        site_skus=site_sku_demand(totals_by_site_sku, period.hours),
     )
     report("done", 1.0)
     return result

@@ -124,13 +124,40 @@ def _stocked_at(world: World) -> dict[str, list[str]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class SiteSkuTotals:
+    """Units, revenue and distinct orders per (site, SKU) over the period, and each SKU's class at
+    each site (the better of its class by revenue and by orders there), computed once."""
+
+    units: dict[tuple[str, str], float]
+    revenue: dict[tuple[str, str], float]
+    orders: dict[tuple[str, str], float]
+    classes: dict[str, dict[str, str]]  # site -> sku -> A/B/C
+
+    @classmethod
+    def of(
+        cls,
+        units: dict[tuple[str, str], float],
+        revenue: dict[tuple[str, str], float],
+        orders: dict[tuple[str, str], float],
+        world: World,
+        params: BiaParams,
+    ) -> SiteSkuTotals:
+        classes: dict[str, dict[str, str]] = {}
+        for site in world.sites:
+            by_revenue = abc_classes({sku: r for (c, sku), r in revenue.items() if c == site.code}, params)
+            by_orders = abc_classes({sku: n for (c, sku), n in orders.items() if c == site.code}, params)
+            classes[site.code] = {
+                sku: min(by_revenue.get(sku, "C"), by_orders.get(sku, "C")) for sku in by_revenue | by_orders
+            }
+        return cls(units, revenue, orders, classes)
+
+    def abc_class(self, site: str, sku: str) -> str:
+        return self.classes.get(site, {}).get(sku, "C")
+
+
 def backup_coverage(
-    units_by_site_sku: dict[tuple[str, str], float],
-    revenue_by_site_sku: dict[tuple[str, str], float],
-    orders_by_site_sku: dict[tuple[str, str], float],
-    world: World,
-    hours: int,
-    params: BiaParams,
+    totals: SiteSkuTotals, world: World, hours: int, params: BiaParams
 ) -> tuple[dict[tuple[str, str], float], list[Shortfall]]:
     """For each site and SKU it ships: the share of coverage_hours of demand its backups can cover.
 
@@ -138,67 +165,41 @@ def backup_coverage(
     per (site, SKU) and the shortfalls of each site's critical SKUs (class A by revenue or orders).
     """
     horizon = params.coverage_hours
-    own_need = {key: math.ceil(units / hours * horizon - 1e-9) for key, units in units_by_site_sku.items()}
+    own_need = {key: math.ceil(units / hours * horizon - 1e-9) for key, units in totals.units.items()}
     ratio: dict[tuple[str, str], float] = {}
     shortfalls: list[Shortfall] = []
     for site in world.sites:
-        mine = {sku: u for (code, sku), u in units_by_site_sku.items() if code == site.code}
-        classes = site_abc_classes(site.code, revenue_by_site_sku, orders_by_site_sku, params)
+        mine = {sku: u for (code, sku), u in totals.units.items() if code == site.code}
         for sku, units in sorted(mine.items()):
             needed = own_need[(site.code, sku)]
             spare = sum(
                 max(0, world.stock.get((b, sku), 0) - own_need.get((b, sku), 0)) for b in site.backups
             )
             ratio[(site.code, sku)] = 1.0 if needed <= 0 else min(1.0, spare / needed)
-            best = classes.get(sku, "C")
+            best = totals.abc_class(site.code, sku)
             if best == "A" and needed > spare and site.backups:
                 shortfalls.append(Shortfall(site.code, sku, best, units / hours, needed, spare))
     return ratio, shortfalls
 
 
-def site_abc_classes(
-    site: str,
-    revenue_by_site_sku: dict[tuple[str, str], float],
-    orders_by_site_sku: dict[tuple[str, str], float],
-    params: BiaParams,
-) -> dict[str, str]:
-    """Each SKU's class at one site: the better of its class by revenue and by orders there."""
-    revenue = {sku: r for (code, sku), r in revenue_by_site_sku.items() if code == site}
-    orders = {sku: n for (code, sku), n in orders_by_site_sku.items() if code == site}
-    by_revenue, by_orders = abc_classes(revenue, params), abc_classes(orders, params)
-    return {
-        sku: min(by_revenue.get(sku, "C"), by_orders.get(sku, "C")) for sku in revenue.keys() | orders.keys()
-    }
-
-
-def site_sku_demand(
-    units_by_site_sku: dict[tuple[str, str], float],
-    revenue_by_site_sku: dict[tuple[str, str], float],
-    orders_by_site_sku: dict[tuple[str, str], float],
-    world: World,
-    hours: int,
-    params: BiaParams,
-) -> tuple[SiteSku, ...]:
+def site_sku_demand(totals: SiteSkuTotals, hours: int) -> tuple[SiteSku, ...]:
     """Per site, the demand for every SKU that is class A at some site, with its class there.
 
     A failover needs the failed site's critical SKUs and, for each, what its targets' own orders
     will take of their stock: so the rows of a SKU critical anywhere are kept for every site.
     """
-    classes = {
-        s.code: site_abc_classes(s.code, revenue_by_site_sku, orders_by_site_sku, params) for s in world.sites
-    }
-    critical = {sku for per_site in classes.values() for sku, c in per_site.items() if c == "A"}
+    critical = {sku for per_site in totals.classes.values() for sku, c in per_site.items() if c == "A"}
     rows = [
         SiteSku(
             site=site,
             sku=sku,
-            abc_class=classes.get(site, {}).get(sku, "C"),
-            critical=classes.get(site, {}).get(sku) == "A",
+            abc_class=totals.abc_class(site, sku),
+            critical=totals.abc_class(site, sku) == "A",
             units_per_hour=units / hours,
-            orders_per_hour=orders_by_site_sku.get((site, sku), 0.0) / hours,
-            revenue_per_hour=revenue_by_site_sku.get((site, sku), 0.0) / hours,
+            orders_per_hour=totals.orders.get((site, sku), 0.0) / hours,
+            revenue_per_hour=totals.revenue.get((site, sku), 0.0) / hours,
         )
-        for (site, sku), units in units_by_site_sku.items()
+        for (site, sku), units in totals.units.items()
         if sku in critical
     ]
     return tuple(sorted(rows, key=lambda r: (r.site, -r.revenue_per_hour, r.sku)))

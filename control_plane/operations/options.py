@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from bia.decision import HOLD, Candidate, DemandProfile, OptionCost, OptionFacts, option_cost, recommend
-from bia.results import site_skus, site_targets
+from bia.results import SiteSku, site_skus, site_targets
 from control_plane.domain import Region, Site, SiteState
 from failover.eta import EtaModel
 from failover.plan import InFlightOrder, plan_failover
@@ -35,19 +35,38 @@ from failover.safety import (
 DEFAULT = "default"
 
 
-def critical_skus(doc: Mapping[str, Any] | None, site: str) -> tuple[CriticalSku, ...]:
-    """The failed site's critical SKUs (class A there) from a stored BIA document, busiest first."""
-    if doc is None:
-        return ()
-    return tuple(
-        CriticalSku(x.sku, x.units_per_hour, x.orders_per_hour)
-        for x in site_skus(doc)
-        if x.site == site and x.critical
-    )
+@dataclass(frozen=True, slots=True)
+class BiaView:
+    """What a failover reads from the latest BIA document, parsed once per failover."""
+
+    doc: Mapping[str, Any]
+    site_skus: tuple[SiteSku, ...]
+    expected_now: Mapping[str, float]  # each site's expected orders per hour at this hour of the week
+    coverage_hours: float
+
+    @classmethod
+    def read(cls, doc: Mapping[str, Any] | None, now: datetime) -> BiaView | None:
+        if doc is None:
+            return None
+        zone = str(doc.get("params", {}).get("timezone", "Asia/Seoul"))
+        return cls(
+            doc=doc,
+            site_skus=site_skus(doc),
+            expected_now={code: t.expected_orders_at(now, zone) for code, t in site_targets(doc).items()},
+            coverage_hours=float(doc.get("params", {}).get("coverage_hours", 24.0)),
+        )
+
+    def critical(self, site: str) -> tuple[CriticalSku, ...]:
+        """The site's critical SKUs (class A there), busiest first."""
+        return tuple(
+            CriticalSku(x.sku, x.units_per_hour, x.orders_per_hour)
+            for x in self.site_skus
+            if x.site == site and x.critical
+        )
 
 
 def stock_check(
-    doc: Mapping[str, Any] | None,
+    bia: BiaView | None,
     site: str,
     orders: Sequence[InFlightOrder],
     available: Mapping[tuple[str, str], int],
@@ -58,8 +77,8 @@ def stock_check(
     `available` must hold the free stock of every critical SKU at every site; `hours` overrides the
     BIA's own coverage horizon.
     """
-    critical = critical_skus(doc, site)
-    if doc is None or not critical:
+    critical = bia.critical(site) if bia is not None else ()
+    if bia is None or not critical:
         return None
     wanted = {c.sku for c in critical}
     moving: Counter[str] = Counter()
@@ -69,10 +88,10 @@ def stock_check(
                 moving[line.sku] += line.qty
     return StockCheck(
         critical=critical,
-        own_units_per_hour={(x.site, x.sku): x.units_per_hour for x in site_skus(doc) if x.sku in wanted},
+        own_units_per_hour={(x.site, x.sku): x.units_per_hour for x in bia.site_skus if x.sku in wanted},
         available={k: v for k, v in available.items() if k[1] in wanted},
         in_flight_units=dict(moving),
-        hours=hours if hours is not None else float(doc.get("params", {}).get("coverage_hours", 24.0)),
+        hours=hours if hours is not None else bia.coverage_hours,
     )
 
 
@@ -93,7 +112,7 @@ class OptionInputs:
 
 
 def price_options(
-    inputs: OptionInputs, requested: Collection[str] | None, doc: Mapping[str, Any] | None
+    inputs: OptionInputs, requested: Collection[str] | None, bia: BiaView | None
 ) -> dict[str, object]:
     """Every option with its plan figures, rules and cost, and the recommendation (the dry run's
     `options` and `recommendation`); without a BIA the options carry no cost and none is recommended."""
@@ -105,11 +124,11 @@ def price_options(
     if wanted is not None and requested_name is None:
         requested_name = "requested"
         choices.append((requested_name, wanted))
-    profile = DemandProfile.from_document(doc, inputs.site) if doc is not None else None
+    profile = DemandProfile.from_document(bia.doc, inputs.site) if bia is not None else None
     options: list[dict[str, object]] = []
     candidates: list[Candidate] = []
     for name, targets in choices:
-        facts, rules, per_target = _plan_option(inputs, name, targets, doc)
+        facts, rules, per_target = _plan_option(inputs, name, targets, bia)
         cost = _price(facts, profile, inputs, sites)
         options.append(_option_json(facts, targets, rules, per_target, cost, name == requested_name))
         if cost is not None:
@@ -120,7 +139,7 @@ def price_options(
     hold_cost = _price(hold, profile, inputs, sites)
     options.append(_option_json(hold, (), [], {}, hold_cost, False))
     if profile is None or hold_cost is None:
-        missing = "no BIA run yet" if doc is None else f"the latest BIA run does not analyse {inputs.site}"
+        missing = "no BIA run yet" if bia is None else f"the latest BIA run does not analyse {inputs.site}"
         reason = f"{missing}: options are not priced (POST /v1/bia/runs), so none is recommended"
         return {"options": options, "recommendation": {"option": None, "reason": reason}}
     candidates.append(Candidate(HOLD, hold_cost.cost_first_hour, None))
@@ -130,7 +149,7 @@ def price_options(
 
 
 def _plan_option(
-    inputs: OptionInputs, name: str, targets: tuple[str, ...] | None, doc: Mapping[str, Any] | None
+    inputs: OptionInputs, name: str, targets: tuple[str, ...] | None, bia: BiaView | None
 ) -> tuple[OptionFacts, list[RuleResult], dict[str, int]]:
     """Plan one option's move of the in-flight orders, check its rules, and read its targets' room."""
     plan = plan_failover(
@@ -148,7 +167,7 @@ def _plan_option(
         inputs.now,
         inputs.check,
     )
-    own = site_targets(doc) if doc is not None else {}
+    expected_now = bia.expected_now if bia is not None else {}
     spare = {}
     for s in inputs.states:
         code = s.site.code
@@ -156,8 +175,7 @@ def _plan_option(
             continue
         # this hour the target also takes its own orders: the BIA's expected load, or what it has
         # taken so far if more; and the in-flight orders the plan sends it
-        expected_own = own[code].expected_orders_at(inputs.now, _zone(doc)) if code in own else 0.0
-        used = max(float(s.routed_this_hour), expected_own) + plan.per_target.get(code, 0)
+        used = max(float(s.routed_this_hour), expected_now.get(code, 0.0)) + plan.per_target.get(code, 0)
         spare[code] = max(0.0, s.site.capacity_per_hour - used)
     facts = OptionFacts(
         name=name,
@@ -178,10 +196,6 @@ def _price(
     if profile is None:
         return None
     return option_cost(facts, profile, sites[inputs.site], sites, inputs.regions, inputs.now)
-
-
-def _zone(doc: Mapping[str, Any] | None) -> str:
-    return str((doc or {}).get("params", {}).get("timezone", "Asia/Seoul"))
 
 
 def held_for_stock(rules: Sequence[RuleResult]) -> tuple[float, float]:

@@ -20,15 +20,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bia.results import site_targets
 from control_plane.auth import repository as audit_repo
 from control_plane.bia_runs.service import latest_document
 from control_plane.domain import Actor, Conflict, Health, NotFound, SiteState
 from control_plane.operations import repository as incident_repo
 from control_plane.operations.moves import MoveReport, SiteMover
 from control_plane.operations.options import (
+    BiaView,
     OptionInputs,
-    critical_skus,
     held_for_stock,
     price_options,
     stock_check,
@@ -86,10 +85,10 @@ class SiteOperations:
         site = _find(states, code)
         orders = self._mover.in_flight(code)
         with ctx.sessions() as s:
-            doc = latest_document(s)
-        stock = self._mover.stock_for(orders, (c.sku for c in critical_skus(doc, code)))
+            bia = BiaView.read(latest_document(s), now)
+        stock = self._mover.stock_for(orders, (c.sku for c in bia.critical(code)) if bia else ())
         plan = plan_failover(code, orders, states, stock, targets, ctx.eta, now)
-        check = stock_check(doc, code, orders, stock, ctx.settings.safety_target_stock_hours)
+        check = stock_check(bia, code, orders, stock, ctx.settings.safety_target_stock_hours)
         inputs = OptionInputs(
             code,
             states,
@@ -97,7 +96,7 @@ class SiteOperations:
             orders,
             stock,
             check,
-            self._expected_demand(code, now, doc),
+            self._expected_demand(code, now, bia),
             self._policy,
             ctx.eta,
             now,
@@ -125,7 +124,7 @@ class SiteOperations:
         if dry_run:
             # every option planned, checked and priced: only for the dry run, which an operator
             # reads before deciding; the real failover carries out the one decided
-            return answer | price_options(inputs, targets, doc)
+            return answer | price_options(inputs, targets, bia)
         if not site.accepting and not orders:
             raise Conflict(f"{code} is already out of routing", rule="already_failed_over")
         change_id = self._begin_change(actor, code, "failover", reason, force)
@@ -164,11 +163,10 @@ class SiteOperations:
         )
         return answer
 
-    def _expected_demand(self, code: str, now: datetime, doc: dict[str, Any] | None) -> float:
+    def _expected_demand(self, code: str, now: datetime, bia: BiaView | None) -> float:
         """The BIA's expected orders per hour for this hour of the week, else the last hour's intake."""
-        target = site_targets(doc).get(code) if doc is not None else None
-        if target is not None:
-            return expected_hourly_demand(target.expected_orders_at(now), 0, 1)
+        if bia is not None and code in bia.expected_now:
+            return expected_hourly_demand(bia.expected_now[code], 0, 1)
         with self._ctx.sessions() as s:
             recent = order_repo.routed_since(s, code, now - RECENT_WINDOW)
         return expected_hourly_demand(None, recent, RECENT_WINDOW.total_seconds() / 3600)
